@@ -1,0 +1,102 @@
+# vmhost.virt developer entry points. Every target does its own set-up, so
+# `make test` on a fresh Debian 12 machine (as root) needs nothing else.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+TOP       := $(abspath .)
+VENV      := $(TOP)/.venv
+PY        := $(VENV)/bin/python
+TMP       := $(TOP)/.tmp
+COLL_ROOT := $(TMP)/collections
+COLL_LINK := $(COLL_ROOT)/ansible_collections/vmhost/virt
+SANITY    := $(TMP)/sanity/ansible_collections/vmhost/virt
+PYTHON    ?= python3
+
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
+export PYTHONPATH := $(COLL_ROOT)
+export ANSIBLE_NOCOLOR := 1
+export PY_COLORS := 0
+
+.PHONY: help deps venv collection fixtures unit integration sanity lint molecule \
+        test demo demo-destroy build docs bench clean
+
+help:
+	@echo "make test          everything CI runs: deps, venv, unit, integration, sanity, lint, molecule"
+	@echo "make demo          boot a throwaway Debian VM and apply playbooks/site.yml to it"
+	@echo "make demo-destroy  stop and remove the demo VM"
+	@echo "make unit | integration | sanity | lint | molecule | build | docs | bench"
+
+# System packages from bindep.txt ([platform:dpkg] entries); apt-get only runs when one is missing.
+deps:
+	@pkgs=$$(sed -n 's/^\([a-z0-9][a-z0-9.+:-]*\).*platform:dpkg.*/\1/p' bindep.txt)
+	missing=$$(for p in $$pkgs; do dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed' || echo "$$p"; done)
+	if [ -n "$$missing" ]; then
+	  echo "installing: $$missing"
+	  apt-get update -qq
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 $$missing
+	fi
+
+$(VENV)/.stamp: requirements.txt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip wheel
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+venv: deps $(VENV)/.stamp
+
+# The collection must sit at ansible_collections/vmhost/virt to be importable.
+collection:
+	@mkdir -p $(dir $(COLL_LINK))
+	ln -sfn $(TOP) $(COLL_LINK)
+
+# Foreign-architecture test fixtures (binfmt integration tests).
+fixtures: deps
+	@mkdir -p $(TMP)/fixtures
+	if [ ! -s $(TMP)/fixtures/busybox-static-arm64.deb ]; then
+	  dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64; apt-get update -qq; }
+	  (cd $(TMP)/fixtures && apt-get download busybox-static:arm64 && mv busybox-static_*_arm64.deb busybox-static-arm64.deb) \
+	    || { apt-get update -qq; cd $(TMP)/fixtures && apt-get download busybox-static:arm64 && mv busybox-static_*_arm64.deb busybox-static-arm64.deb; }
+	fi
+
+unit: venv collection
+	$(PY) -m pytest -q tests/unit
+
+integration: venv collection fixtures
+	$(PY) -m pytest -q tests/integration
+
+# ansible-test needs the tree at .../ansible_collections/vmhost/virt and refuses symlinks: use a copy.
+sanity: venv
+	@rm -rf $(SANITY) && mkdir -p $(SANITY)
+	rsync -a --exclude .venv --exclude .tmp --exclude .git --exclude '__pycache__' --exclude .pytest_cache --exclude .hypothesis ./ $(SANITY)/
+	cd $(SANITY) && git init -q && git add -A
+	cd $(SANITY) && ansible-test sanity --venv --python 3.11 --requirements --color no
+
+lint: venv collection
+	ansible-lint --profile production --offline
+
+molecule: venv collection
+	molecule test --all
+
+test: venv collection unit integration sanity lint molecule
+	@echo "make test: all stages passed"
+
+demo: venv collection
+	$(PY) -m tests.harness demo up
+
+demo-destroy: venv collection
+	$(PY) -m tests.harness demo destroy
+
+build: venv
+	@mkdir -p $(TMP)/dist
+	ansible-galaxy collection build --force --output-path $(TMP)/dist .
+
+docs: venv collection
+	$(PY) scripts/gen_docs.py
+
+bench: venv collection fixtures
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(TMP) .pytest_cache
