@@ -11,5 +11,17 @@ rsync -a --exclude .venv --exclude .tmp --exclude .git --exclude __pycache__ \
   --exclude .pytest_cache --exclude .hypothesis "$top/" "$dest/"
 cd "$dest"
 git init -q && git add -A
-export PATH="$top/.venv/bin:$PATH"
-ansible-test sanity --venv --python 3.11 --requirements --color no "$@"
+# ansible-test runs each sanity test in a venv of its own, pinned, and bootstraps pip
+# into it with a script it downloads from a host outside the package registries.
+venv="$top/.tmp/sanity-venv"
+[ -x "$venv/bin/ansible-test" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install -q -r "$top/requirements-sanity.txt"; }
+pipver=$("$venv/bin/python" - <<'PY'
+import re, ansible_test, os
+src = open(os.path.join(os.path.dirname(ansible_test.__file__), "_internal", "python_requirements.py")).read()
+print(re.search(r"pip='([0-9.]+)'", src).group(1))
+PY
+)
+cache="$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py"
+[ -s "$cache" ] || { mkdir -p "$(dirname "$cache")"; cp "$top/scripts/get-pip-local.py" "$cache"; }
+export PATH="$venv/bin:$PATH"
+ansible-test sanity --python 3.11 --requirements --color no "$@"
