@@ -1,0 +1,420 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, vmhost.virt contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Build one file system inside a plain file: no loop device, no mount.
+
+Private to vmhost.virt: other collections must not import this module.
+
+* ext2/ext3/ext4 with ``mkfs.ext* -d TREE`` (e2fsprogs populates the file
+  system from a directory itself);
+* FAT12/16/32 with ``mkfs.fat`` and ``mmd``/``mcopy`` from mtools;
+* swap with ``mkswap``.
+
+With ``source_date_epoch`` the result is byte-reproducible: e2fsprogs' fake
+time (``E2FSPROGS_FAKE_TIME``), a fixed directory hash seed and UUID, inode
+times clamped with ``debugfs``; FAT gets its serial from the UUID, its
+timestamps from ``SOURCE_DATE_EPOCH`` and its files in sorted order.
+
+Every function takes ``runner`` (see :mod:`qemu_img`) so tests can inject
+fakes.  Failures raise :class:`ImageError`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import stat
+import uuid as uuidlib
+
+from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
+    ImageError,
+    run,
+)
+
+EXT_TYPES = ("ext2", "ext3", "ext4")
+FAT_TYPES = ("vfat", "fat16", "fat32", "fat12")
+FS_TYPES = EXT_TYPES + FAT_TYPES + ("swap", "none")
+
+EXT_LABEL_MAX = 16   # bytes
+FAT_LABEL_MAX = 11   # characters (8.3 volume label)
+SWAP_LABEL_MAX = 16
+
+# FAT dates start in 1980; a clamp below that would be refused by mtools.
+FAT_EPOCH = 315532800
+
+_FAT_LABEL_OK = re.compile(r"^[A-Za-z0-9 !#$%&'()\-@^_`{}~]*$")
+_FAT_BAD_CHARS = '"*/:<>?\\|'
+_FAT_ID_RE = re.compile(r"^([0-9A-Fa-f]{4})-?([0-9A-Fa-f]{4})$")
+
+
+# ---------------------------------------------------------------------------
+# validation (pure)
+def normalize_uuid(value, what="uuid"):
+    """Canonical lower-case 8-4-4-4-12 form of ``value`` or ImageError."""
+    try:
+        return str(uuidlib.UUID(str(value)))
+    except ValueError:
+        raise ImageError("%s %r is not a UUID (expected 8-4-4-4-12 hex digits, "
+                         "e.g. 0fc63daf-8483-4772-8e79-3d69d8477de4)" % (what, value))
+
+
+def fat_volume_id(value):
+    """FAT volume serial (int) from ``XXXX-XXXX``, ``XXXXXXXX`` or a full UUID.
+
+    A full UUID gives its first 32 bits.  blkid shows the serial as
+    ``XXXX-XXXX`` (see :func:`fat_uuid_string`).
+    """
+    text = str(value).strip()
+    match = _FAT_ID_RE.match(text)
+    if match:
+        return int(match.group(1) + match.group(2), 16)
+    try:
+        return int(uuidlib.UUID(text).hex[:8], 16)
+    except ValueError:
+        raise ImageError("FAT uuid %r is neither a volume id (XXXX-XXXX hex) nor a UUID"
+                         % (value,))
+
+
+def fat_uuid_string(volume_id):
+    """The ``XXXX-XXXX`` form blkid reports for a FAT serial."""
+    return "%04X-%04X" % (volume_id >> 16, volume_id & 0xFFFF)
+
+
+def validate_label(fs, label):
+    """Raise ImageError when ``label`` does not fit file system ``fs``."""
+    if label is None:
+        return
+    if fs in EXT_TYPES:
+        if len(label.encode("utf-8")) > EXT_LABEL_MAX:
+            raise ImageError("%s label %r is %d bytes; ext labels hold at most %d bytes"
+                             % (fs, label, len(label.encode("utf-8")), EXT_LABEL_MAX))
+    elif fs in FAT_TYPES:
+        if len(label) > FAT_LABEL_MAX:
+            raise ImageError("FAT label %r is %d characters; FAT labels hold at most %d"
+                             % (label, len(label), FAT_LABEL_MAX))
+        if not _FAT_LABEL_OK.match(label):
+            raise ImageError("FAT label %r has characters FAT does not allow "
+                             "(use letters, digits, space and !#$%%&'()-@^_`{}~)" % (label,))
+    elif fs == "swap":
+        if len(label.encode("utf-8")) > SWAP_LABEL_MAX:
+            raise ImageError("swap label %r is longer than %d bytes" % (label, SWAP_LABEL_MAX))
+
+
+def validate_uuid(fs, value):
+    """Return the canonical UUID string for ``fs`` (FAT: ``XXXX-XXXX``)."""
+    if value is None:
+        return None
+    if fs in FAT_TYPES:
+        return fat_uuid_string(fat_volume_id(value))
+    return normalize_uuid(value, "%s uuid" % fs)
+
+
+def tree_size(tree):
+    """Bytes a directory tree occupies: file sizes rounded to 4 KiB blocks,
+    plus one block per directory, symlink and special file (as du does)."""
+    if not os.path.isdir(tree):
+        raise ImageError("contents directory %s does not exist" % tree)
+    total = 0
+    seen = set()
+    for root, dirs, files in os.walk(tree):
+        total += 4096
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            st = os.lstat(os.path.join(root, name))
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1:
+                if key in seen:
+                    continue
+                seen.add(key)
+            if stat.S_ISREG(st.st_mode):
+                total += -(-st.st_size // 4096) * 4096
+            else:
+                total += 4096
+    return total
+
+
+def _prepare_file(image_path, size):
+    """Create or truncate ``image_path`` to exactly ``size`` bytes (sparse)."""
+    with open(image_path, "wb") as handle:
+        handle.truncate(size)
+
+
+# ---------------------------------------------------------------------------
+# ext*
+def ext_argv(image_path, size, tree=None, label=None, uuid=None,
+             source_date_epoch=None, fs="ext4", hash_seed=None, extra=None):
+    """The ``mkfs.ext*`` command line (pure)."""
+    if fs not in EXT_TYPES:
+        raise ImageError("%r is not an ext file system" % fs)
+    validate_label(fs, label)
+    if size < 64 * 1024:
+        raise ImageError("an %s file system needs at least 64 KiB, not %d bytes" % (fs, size))
+    argv = ["mkfs." + fs, "-q", "-F", "-b", "4096" if size >= 32 * 1024 * 1024 else "1024"]
+    if label is not None:
+        argv += ["-L", label]
+    eopts = ["root_owner=0:0"]
+    if uuid is not None:
+        argv += ["-U", normalize_uuid(uuid, "%s uuid" % fs)]
+    if hash_seed is None and source_date_epoch is not None and uuid is not None:
+        hash_seed = uuid
+    if hash_seed is not None:
+        eopts.append("hash_seed=" + normalize_uuid(hash_seed, "hash seed"))
+    if source_date_epoch is not None:
+        # lazy_itable_init leaves tables uninitialised; write them (zeros, reproducible).
+        eopts += ["lazy_itable_init=0", "lazy_journal_init=0"]
+    argv += ["-E", ",".join(eopts)]
+    if extra:
+        argv += list(extra)
+    if tree is not None:
+        argv += ["-d", tree]
+    blocks_k = size // 1024
+    argv += [image_path, "%dk" % blocks_k]
+    return argv
+
+
+def _debugfs_quote(path):
+    if "\n" in path or "\r" in path:
+        raise ImageError("file name %r contains a newline; reproducible ext builds cannot "
+                         "clamp its time" % path)
+    return '"' + path.replace('"', '""') + '"'
+
+
+def clamp_commands(tree, epoch):
+    """debugfs commands setting every inode from ``tree`` to reproducible times:
+    atime/ctime/crtime = ``epoch``, mtime = min(mtime, ``epoch``) (pure apart
+    from reading the tree)."""
+    cmds = []
+    epoch = int(epoch)
+    for root, dirs, files in os.walk(tree):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            full = os.path.join(root, name)
+            rel = "/" + os.path.relpath(full, tree).replace(os.sep, "/")
+            mtime = int(os.lstat(full).st_mtime)
+            quoted = _debugfs_quote(rel)
+            for field in ("atime", "ctime", "crtime"):
+                cmds.append("sif %s %s %d" % (quoted, field, epoch))
+            if mtime > epoch:
+                cmds.append("sif %s mtime %d" % (quoted, epoch))
+    for field in ("atime", "ctime", "crtime", "mtime"):
+        cmds.append("sif / %s %d" % (field, epoch))
+    return cmds
+
+
+def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_epoch=None,
+              fs="ext4", runner=None):
+    """Build an ext4 (or ``fs``: ext2/ext3) file system of ``size`` bytes in the
+    plain file ``image_path``, populated from directory ``tree`` by
+    ``mkfs.ext4 -d``.  No loop device, no mount, no root needed.
+
+    With ``source_date_epoch`` (int seconds) the file is byte-reproducible:
+    superblock and new-inode times come from ``E2FSPROGS_FAKE_TIME``, the
+    directory hash seed from the UUID (a UUID is then required), inode tables
+    are written eagerly, and the times of the copied inodes are clamped with
+    ``debugfs`` (atime/ctime/crtime = epoch, mtime = min(mtime, epoch)).
+    Returns a dict: ``size``, ``uuid``, ``label``, ``fs``.
+    """
+    size = int(size)
+    if tree is not None and not os.path.isdir(tree):
+        raise ImageError("contents directory %s does not exist" % tree)
+    if source_date_epoch is not None:
+        source_date_epoch = int(source_date_epoch)
+        if uuid is None:
+            raise ImageError("a reproducible ext file system needs a uuid")
+    argv = ext_argv(image_path, size, tree, label, uuid, source_date_epoch, fs)
+    env = {"MKE2FS_CONFIG": "/etc/mke2fs.conf"} if os.path.exists("/etc/mke2fs.conf") else {}
+    if source_date_epoch is not None:
+        env["E2FSPROGS_FAKE_TIME"] = str(source_date_epoch)
+    _prepare_file(image_path, size)
+    try:
+        run(argv, runner, env or None)
+    except ImageError as exc:
+        message = str(exc)
+        if "Could not allocate" in message or "No space left" in message \
+                or "Could not allocate block" in message:
+            raise ImageError("the contents of %s do not fit in a %d-byte %s file system: %s"
+                             % (tree, size, fs, message))
+        raise
+    if source_date_epoch is not None and tree is not None:
+        clamp_times(image_path, tree, source_date_epoch, runner)
+    return {"fs": fs, "size": size, "label": label,
+            "uuid": normalize_uuid(uuid) if uuid else read_ext_uuid(image_path, runner)}
+
+
+def clamp_times(image_path, tree, epoch, runner=None):
+    """Clamp the inode times of an ext image populated from ``tree`` (debugfs)."""
+    cmds = clamp_commands(tree, epoch)
+    cmd_file = image_path + ".debugfs"
+    with open(cmd_file, "w") as handle:
+        handle.write("\n".join(cmds) + "\n")
+    try:
+        out = run(["debugfs", "-w", "-f", cmd_file, image_path], runner,
+                  {"E2FSPROGS_FAKE_TIME": str(int(epoch))})
+    finally:
+        os.unlink(cmd_file)
+    bad = [line for line in out.splitlines() if "sif:" in line or ": File not found" in line]
+    if bad:
+        raise ImageError("debugfs could not clamp times: %s" % "; ".join(bad[:5]))
+
+
+def read_ext_uuid(image_path, runner=None):
+    out = run(["dumpe2fs", "-h", image_path], runner)
+    for line in out.splitlines():
+        if line.startswith("Filesystem UUID:"):
+            return line.split(":", 1)[1].strip()
+    raise ImageError("dumpe2fs did not report a UUID for %s" % image_path)
+
+
+# ---------------------------------------------------------------------------
+# FAT
+def fat_bits(fs, size):
+    """FAT width for ``fs`` and ``size``: vfat picks 12/16/32 by size."""
+    if fs == "fat12":
+        return 12
+    if fs == "fat16":
+        return 16
+    if fs == "fat32":
+        return 32
+    # UEFI wants FAT32 for ESPs where it fits (>= 32 MiB with 512-byte sectors
+    # and 1-sector clusters mkfs.fat accepts); smaller ones FAT16/12.
+    if size >= 33 * 1024 * 1024:
+        return 32
+    if size >= 8 * 1024 * 1024:
+        return 16
+    return 12
+
+
+def fat_argv(image_path, size, label=None, uuid=None, fs="vfat", source_date_epoch=None):
+    """The ``mkfs.fat`` command line (pure)."""
+    validate_label(fs, label)
+    if size < 64 * 1024:
+        raise ImageError("a FAT file system needs at least 64 KiB, not %d bytes" % size)
+    bits = fat_bits(fs, size)
+    argv = ["mkfs.fat", "-F", str(bits), "-S", "512"]
+    if bits == 32 and size < 36 * 1024 * 1024:
+        argv += ["-s", "1"]
+    argv += ["-n", label if label is not None else "NO NAME"]
+    if source_date_epoch is not None:
+        # constant times (mkfs.fat ignores SOURCE_DATE_EPOCH for the label entry)
+        # and serial; a later -i still sets the serial
+        argv.append("--invariant")
+    if uuid is not None:
+        argv += ["-i", "%08X" % fat_volume_id(uuid)]
+    argv += [image_path, str(size // 1024)]
+    return argv
+
+
+def _mtools_env(source_date_epoch):
+    env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0", "TZ": "UTC"}
+    if source_date_epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(max(int(source_date_epoch), FAT_EPOCH))
+    return env
+
+
+def fat_copy_plan(tree):
+    """The mtools calls that copy ``tree`` into a FAT image, in sorted order:
+    a list of ``("mmd", [dirs...])`` and ``("mcopy", target_dir, [files...])``."""
+    plan = []
+    dirs_to_make = []
+    copies = []
+    for root, dirs, files in os.walk(tree):
+        dirs.sort()
+        rel_root = os.path.relpath(root, tree)
+        target = "::/" if rel_root == "." else "::/" + rel_root.replace(os.sep, "/")
+        for name in dirs + files:
+            bad = set(name) & set(_FAT_BAD_CHARS)
+            if bad or any(ord(c) < 32 for c in name):
+                raise ImageError("%s cannot be stored on FAT: its name has characters FAT "
+                                 "forbids (%s)" % (os.path.join(root, name),
+                                                   "".join(sorted(bad)) or "control"))
+        for name in dirs:
+            dirs_to_make.append(target.rstrip("/") + "/" + name)
+        regular = []
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            st = os.stat(full) if os.path.exists(full) else os.lstat(full)
+            if stat.S_ISREG(st.st_mode):
+                regular.append(full)
+            elif stat.S_ISLNK(os.lstat(full).st_mode):
+                raise ImageError("%s is a dangling symlink; FAT cannot hold it" % full)
+            else:
+                raise ImageError("%s is not a regular file; FAT can only hold files and "
+                                 "directories" % full)
+        if regular:
+            copies.append(("mcopy", target, regular))
+    if dirs_to_make:
+        plan.append(("mmd", dirs_to_make))
+    plan.extend(copies)
+    return plan
+
+
+def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epoch=None,
+             fs="vfat", runner=None):
+    """Build a FAT file system of ``size`` bytes in ``image_path`` with
+    ``mkfs.fat`` and copy ``tree`` into it with mtools (no mount).
+
+    ``uuid`` gives the volume serial (``XXXX-XXXX`` or a UUID, whose first 32
+    bits are used).  With ``source_date_epoch`` every timestamp is that epoch
+    (clamped to 1980, the FAT epoch) and the files go in in sorted order.
+    Returns a dict: ``fs``, ``size``, ``label``, ``uuid`` (``XXXX-XXXX``).
+    """
+    size = int(size)
+    if tree is not None and not os.path.isdir(tree):
+        raise ImageError("contents directory %s does not exist" % tree)
+    argv = fat_argv(image_path, size, label, uuid, fs, source_date_epoch)
+    plan = fat_copy_plan(tree) if tree is not None else []
+    env = _mtools_env(source_date_epoch)
+    _prepare_file(image_path, size)
+    run(argv, runner, env)
+    for step in plan:
+        if step[0] == "mmd":
+            run(["mmd", "-i", image_path] + step[1], runner, env)
+        else:
+            argv = ["mcopy", "-i", image_path, "-o", "-Q"]
+            if source_date_epoch is None:
+                argv.append("-m")
+            try:
+                run(argv + step[2] + [step[1] + "/"], runner, env)
+            except ImageError as exc:
+                if "Disk full" in str(exc) or "No free" in str(exc) or "disk full" in str(exc):
+                    raise ImageError("the contents of %s do not fit in a %d-byte FAT file "
+                                     "system: %s" % (tree, size, exc))
+                raise
+    result_uuid = fat_uuid_string(fat_volume_id(uuid)) if uuid is not None else None
+    return {"fs": fs, "size": size, "label": label, "uuid": result_uuid}
+
+
+# ---------------------------------------------------------------------------
+# swap
+def make_swap(image_path, size, label=None, uuid=None, runner=None):
+    """A swap area of ``size`` bytes in ``image_path`` (``mkswap``)."""
+    validate_label("swap", label)
+    size = int(size)
+    argv = ["mkswap", "-q"]
+    if label is not None:
+        argv += ["-L", label]
+    if uuid is not None:
+        argv += ["-U", normalize_uuid(uuid, "swap uuid")]
+    argv.append(image_path)
+    _prepare_file(image_path, size)
+    run(argv, runner)
+    return {"fs": "swap", "size": size, "label": label,
+            "uuid": normalize_uuid(uuid) if uuid else None}
+
+
+def make_filesystem(fs, image_path, size, tree=None, label=None, uuid=None,
+                    source_date_epoch=None, runner=None):
+    """Dispatch to :func:`make_ext4`, :func:`make_fat` or :func:`make_swap`."""
+    if fs in EXT_TYPES:
+        return make_ext4(image_path, size, tree, label, uuid, source_date_epoch, fs=fs,
+                         runner=runner)
+    if fs in FAT_TYPES:
+        return make_fat(image_path, size, tree, label, uuid, source_date_epoch, fs=fs,
+                        runner=runner)
+    if fs == "swap":
+        if tree is not None:
+            raise ImageError("a swap partition cannot have contents")
+        return make_swap(image_path, size, label, uuid, runner)
+    raise ImageError("unknown file system %r; choose one of %s" % (fs, ", ".join(FS_TYPES)))

@@ -1,0 +1,281 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, vmhost.virt contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""qemu-img invocations and ``qemu-img info --output=json`` parsing.
+
+Private to vmhost.virt: other collections must not import this module.
+
+Every function takes an optional ``runner`` (a callable ``runner(argv, env)``
+returning ``(rc, stdout, stderr)`` as text) so unit tests can inject fakes; the
+default runs the real program with :mod:`subprocess`.  Failures raise
+:class:`ImageError` with the command and qemu-img's own message.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import subprocess
+
+QEMU_IMG = "qemu-img"
+
+FORMATS = ("qcow2", "raw")
+PREALLOCATION = ("off", "metadata", "falloc", "full")
+SECTOR = 512
+
+
+class ImageError(Exception):
+    """A disk image operation failed; the message says what and why."""
+
+
+def subprocess_runner(argv, env=None):
+    """Run ``argv`` and return ``(rc, stdout, stderr)`` (text)."""
+    full_env = None
+    if env:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=full_env, check=False)
+    except OSError as exc:
+        return 127, "", "cannot run %s: %s" % (argv[0], exc)
+    return (proc.returncode,
+            proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace"))
+
+
+def run(argv, runner=None, env=None):
+    """Run ``argv``; return its stdout or raise :class:`ImageError`."""
+    rc, out, err = (runner or subprocess_runner)(list(argv), env)
+    if rc != 0:
+        msg = (err or out or "").strip()
+        raise ImageError("%s failed (exit %s): %s" % (" ".join(argv), rc, msg))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# sizes
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4, "p": 1024 ** 5,
+    "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4, "pib": 1024 ** 5,
+    "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "tb": 1000 ** 4, "pb": 1000 ** 5,
+}
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(value):
+    """Parse a size in bytes: an int, ``"1048576"``, ``"10G"``, ``"512MiB"``,
+    ``"1.5 TiB"``, ``"100MB"``.
+
+    ``K``/``M``/``G``/``T``/``P`` and ``KiB``... are powers of 1024 (as
+    qemu-img reads them); ``KB``/``MB``/``GB``... are powers of 1000.  The
+    result must be a whole number of bytes.  Raises :class:`ImageError`.
+    """
+    if isinstance(value, bool):
+        raise ImageError("size %r is not a size" % (value,))
+    if isinstance(value, int):
+        if value < 0:
+            raise ImageError("size %d is negative" % value)
+        return value
+    if isinstance(value, float):
+        if value < 0 or value != int(value):
+            raise ImageError("size %r is not a whole number of bytes" % value)
+        return int(value)
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ImageError("size %r is not understood; use bytes or a number with a unit "
+                         "such as 512MiB, 10G, 1.5TiB" % (value,))
+    number, unit = match.groups()
+    unit = unit.lower()
+    if unit not in _UNITS:
+        raise ImageError("size %r has an unknown unit %r; use B, K/KiB, M/MiB, G/GiB, "
+                         "T/TiB (1024) or KB, MB, GB, TB (1000)" % (value, unit))
+    if "." in number:
+        whole, frac = number.split(".")
+        scale = 10 ** len(frac)
+        numerator = (int(whole) * scale + int(frac)) * _UNITS[unit]
+        if numerator % scale:
+            raise ImageError("size %r is not a whole number of bytes" % (value,))
+        return numerator // scale
+    return int(number) * _UNITS[unit]
+
+
+def human_size(nbytes):
+    """Short binary rendering of a byte count (``1.5 GiB``), for messages."""
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            if unit == "B":
+                return "%d B" % nbytes
+            return ("%.2f" % value).rstrip("0").rstrip(".") + " " + unit
+        value /= 1024.0
+    return "%d B" % nbytes  # pragma: no cover
+
+
+def round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+# ---------------------------------------------------------------------------
+# qemu-img info
+def parse_info(text):
+    """Parse ``qemu-img info --output=json`` text into our summary dict.
+
+    Keys: ``format``, ``virtual_size``, ``actual_size``, ``backing_file``,
+    ``backing_format``, ``compressed`` (qcow2 cluster compression cannot be
+    seen by info: always None here), ``cluster_size``, ``dirty``, ``raw`` (the
+    full parsed JSON).
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ImageError("cannot parse qemu-img info output: %s" % exc)
+    if not isinstance(data, dict) or "format" not in data:
+        raise ImageError("qemu-img info output has no 'format': %r" % (text[:200],))
+    return {
+        "format": data.get("format"),
+        "virtual_size": data.get("virtual-size"),
+        "actual_size": data.get("actual-size"),
+        "backing_file": data.get("backing-filename") or data.get("full-backing-filename"),
+        "backing_format": data.get("backing-filename-format"),
+        "cluster_size": data.get("cluster-size"),
+        "dirty": bool(data.get("dirty-flag", False)),
+        "raw": data,
+    }
+
+
+def info(path, runner=None):
+    """Return the parsed ``qemu-img info --output=json`` of ``path``.
+
+    The dict is qemu-img's own JSON (``format``, ``virtual-size``,
+    ``actual-size``, ``backing-filename``...) plus the normalised keys of
+    :func:`parse_info` (``virtual_size``, ``actual_size``, ``backing_file``,
+    ``backing_format``).
+    """
+    if not os.path.exists(path):
+        raise ImageError("image %s does not exist" % path)
+    out = run([QEMU_IMG, "info", "--output=json", "-U", path], runner)
+    summary = parse_info(out)
+    merged = dict(summary["raw"])
+    merged.update((k, v) for k, v in summary.items() if k != "raw")
+    return merged
+
+
+# ---------------------------------------------------------------------------
+# create / convert / resize
+def _check_format(fmt, what="format"):
+    if fmt not in FORMATS:
+        raise ImageError("%s %r is not supported; choose one of %s"
+                         % (what, fmt, ", ".join(FORMATS)))
+
+
+def create_argv(path, fmt, size=None, backing_file=None, backing_format=None,
+                preallocation=None):
+    """The ``qemu-img create`` command line for these arguments (pure)."""
+    _check_format(fmt)
+    if size is None and not backing_file:
+        raise ImageError("creating %s needs a size or a backing file" % path)
+    if backing_file and fmt != "qcow2":
+        raise ImageError("a backing file needs format qcow2, not %s" % fmt)
+    if preallocation is not None and preallocation not in PREALLOCATION:
+        raise ImageError("preallocation %r is not one of %s"
+                         % (preallocation, ", ".join(PREALLOCATION)))
+    if backing_file and preallocation not in (None, "off", "metadata"):
+        raise ImageError("preallocation %s cannot be used with a backing file" % preallocation)
+    argv = [QEMU_IMG, "create", "-q", "-f", fmt]
+    opts = []
+    if backing_file:
+        if not backing_format:
+            raise ImageError("backing_format is required with a backing file "
+                             "(qemu-img refuses to guess it)")
+        _check_format(backing_format, "backing format")
+        argv += ["-b", backing_file, "-F", backing_format]
+    if preallocation:
+        opts.append("preallocation=%s" % preallocation)
+    if opts:
+        argv += ["-o", ",".join(opts)]
+    argv.append(path)
+    if size is not None:
+        argv.append(str(parse_size(size)))
+    return argv
+
+
+def create(path, fmt, size=None, backing_file=None, backing_format=None,
+           preallocation=None, runner=None):
+    """Create image ``path`` of format ``fmt`` (``qcow2``/``raw``).
+
+    ``size`` in bytes or with units (see :func:`parse_size`); may be omitted
+    when ``backing_file`` is given (the backing file's size is used).
+    """
+    run(create_argv(path, fmt, size, backing_file, backing_format, preallocation), runner)
+
+
+def convert_argv(src, dst, out_format="qcow2", src_format=None, compress=False):
+    """The ``qemu-img convert`` command line for these arguments (pure)."""
+    _check_format(out_format, "output format")
+    if compress and out_format != "qcow2":
+        raise ImageError("compression needs output format qcow2, not %s" % out_format)
+    argv = [QEMU_IMG, "convert", "-q"]
+    if src_format:
+        _check_format(src_format, "source format")
+        argv += ["-f", src_format]
+    argv += ["-O", out_format]
+    if compress:
+        argv.append("-c")
+    argv += [src, dst]
+    return argv
+
+
+def convert(src, dst, out_format="qcow2", src_format=None, compress=False, runner=None):
+    """Convert image ``src`` into a new image ``dst`` of ``out_format``.
+
+    ``compress=True`` writes compressed qcow2 clusters.  ``dst`` is written
+    in place: callers wanting atomicity convert to a temporary name in the
+    destination directory and rename (see :func:`atomic_convert`).
+    """
+    if not os.path.exists(src):
+        raise ImageError("source image %s does not exist" % src)
+    run(convert_argv(src, dst, out_format, src_format, compress), runner)
+
+
+def resize_argv(path, size, fmt=None, shrink=False, preallocation=None):
+    argv = [QEMU_IMG, "resize", "-q"]
+    if fmt:
+        _check_format(fmt)
+        argv += ["-f", fmt]
+    if preallocation:
+        if preallocation not in PREALLOCATION:
+            raise ImageError("preallocation %r is not one of %s"
+                             % (preallocation, ", ".join(PREALLOCATION)))
+        argv.append("--preallocation=%s" % preallocation)
+    if shrink:
+        argv.append("--shrink")
+    argv += [path, str(parse_size(size))]
+    return argv
+
+
+def resize(path, size, fmt=None, shrink=False, preallocation=None, runner=None):
+    """Set the virtual size of ``path`` to ``size``; shrinking needs ``shrink``."""
+    run(resize_argv(path, size, fmt, shrink, preallocation), runner)
+
+
+def temp_name(path, tag="tmp"):
+    """A temporary file name next to ``path`` (same directory, so rename is atomic)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, ".%s.%s.%d" % (base, tag, os.getpid()))
+
+
+def atomic_convert(src, dst, out_format="qcow2", src_format=None, compress=False, runner=None):
+    """Convert into a temporary file beside ``dst`` and rename it into place."""
+    tmp = temp_name(dst, "convert")
+    try:
+        convert(src, tmp, out_format, src_format, compress, runner)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
