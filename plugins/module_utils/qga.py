@@ -105,6 +105,7 @@ class QGAError(Exception):
         super(QGAError, self).__init__(message)
         self.reason = reason
         self.path = path
+        self.attempts = 1
 
 
 class AgentError(QGAError):
@@ -418,10 +419,13 @@ def call_when_ready(path, command, arguments=None, timeout=10.0, wait_timeout=30
             return call(path, command, arguments, timeout=max(min(timeout, left), 0.05),
                         clock=clock, **client_kwargs), attempts
         except QGAError as exc:
+            exc.attempts = attempts
             if exc.reason not in TRANSIENT:
                 raise
             left = deadline - clock()
             if left <= 0:
-                raise QGAError("guest agent on %s did not answer %s within %g s (%d attempts); last error: %s"
-                               % (path, command, wait_timeout, attempts, exc), exc.reason, path)
+                final = QGAError("guest agent on %s did not answer %s within %g s (%d attempts); last error: %s"
+                                 % (path, command, wait_timeout, attempts, exc), exc.reason, path)
+                final.attempts = attempts
+                raise final
             sleep(min(interval, left))
