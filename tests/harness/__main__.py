@@ -1,0 +1,85 @@
+"""CLI: python -m tests.harness up|down|list|build|demo (see docs/harness.md)."""
+
+import argparse
+import json
+import sys
+
+from .errors import HarnessError
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m tests.harness",
+                                description="Build and boot real Debian VMs for vmhost.virt tests.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    up = sub.add_parser("up", help="boot an instance and wait for SSH and systemd")
+    up.add_argument("--name", required=True)
+    up.add_argument("--recipe", default="default")
+    up.add_argument("--kind", default="vm")
+    up.add_argument("--memory", type=int, default=1024, help="MiB (default 1024)")
+    up.add_argument("--cpus", type=int, default=2)
+    up.add_argument("--guest-agent", action="store_true",
+                    help="add the org.qemu.guest_agent.0 channel on <instance_dir>/qga.sock")
+    up.add_argument("--qemu-arg", action="append", default=[], metavar="ARG",
+                    help="extra QEMU argument (repeatable; use --qemu-arg=-foo for dashes)")
+    up.add_argument("--drive", action="append", default=[], metavar="FILE",
+                    help="extra virtio drive (repeatable)")
+    up.add_argument("--port", type=int, default=None, help="SSH port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--disk-size", default=None, help="root image size, e.g. 4G (default: tree + 1.5 GiB)")
+    up.add_argument("--timeout", type=int, default=300, help="seconds to wait for SSH+systemd")
+    up.add_argument("--reuse", action="store_true",
+                    help="if the instance already runs, wait for it and print it instead of failing")
+    up.add_argument("--options-json", default=None, metavar="JSON",
+                    help="a JSON object of up() options (a molecule platform's harness: dict); "
+                         "overrides the flags above")
+
+    down = sub.add_parser("down", help="stop an instance by its PID and remove its files")
+    down.add_argument("--name", required=True)
+
+    sub.add_parser("list", help="list instances")
+
+    b = sub.add_parser("build", help="build or refresh the cached root tree and image")
+    b.add_argument("--recipe", default="default")
+    b.add_argument("--disk-size", default=None)
+
+    info = sub.add_parser("info", help="print an instance's JSON")
+    info.add_argument("--name", required=True)
+
+    demo = sub.add_parser("demo", help="the `make demo` VM")
+    demo.add_argument("action", choices=["up", "destroy"])
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    from . import api
+    try:
+        if args.cmd == "up":
+            opts = dict(recipe=args.recipe, kind=args.kind, memory=args.memory, cpus=args.cpus,
+                        guest_agent=args.guest_agent, qemu_args=args.qemu_arg,
+                        drives=args.drive, port=args.port, timeout=args.timeout,
+                        disk_size=args.disk_size, reuse=args.reuse)
+            if args.options_json:
+                opts.update(api.parse_options(args.options_json))
+            info = api.up(name=args.name, **opts)
+            print(json.dumps(info, sort_keys=True))
+        elif args.cmd == "down":
+            removed = api.down(args.name)
+            print(json.dumps({"name": args.name, "removed": removed}))
+        elif args.cmd == "list":
+            print(json.dumps(api.list_instances(), indent=2))
+        elif args.cmd == "info":
+            print(json.dumps(api.instance_info(args.name), sort_keys=True))
+        elif args.cmd == "build":
+            print(json.dumps(api.build(recipe=args.recipe, size=args.disk_size), sort_keys=True))
+        elif args.cmd == "demo":
+            from . import demo
+            return demo.up() if args.action == "up" else demo.destroy()
+    except HarnessError as exc:
+        sys.stderr.write("harness: error: %s\n" % exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
