@@ -27,6 +27,8 @@ __metaclass__ = type
 import os
 import re
 import stat
+import struct
+import tempfile
 import uuid as uuidlib
 
 from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
@@ -135,16 +137,45 @@ def tree_size(tree):
     return total
 
 
-def _prepare_file(image_path, size):
-    """Create or truncate ``image_path`` to exactly ``size`` bytes (sparse)."""
+def _prepare_file(image_path, size, offset=0):
+    """Create or truncate ``image_path`` to exactly ``size`` bytes (sparse).
+
+    With an ``offset`` the file system goes inside an existing image (a disk
+    image file or a block device), which must already hold ``offset + size``
+    bytes; nothing is truncated.
+    """
+    if offset:
+        if offset % 512:
+            raise ImageError("offset %d is not a multiple of 512" % offset)
+        try:
+            with open(image_path, "rb") as handle:
+                handle.seek(0, 2)
+                have = handle.tell()
+        except (IOError, OSError) as exc:
+            raise ImageError("cannot open %s: %s" % (image_path, exc))
+        if have < offset + size:
+            raise ImageError("%s holds %d bytes, too small for a %d-byte file system at "
+                             "offset %d" % (image_path, have, size, offset))
+        return
     with open(image_path, "wb") as handle:
         handle.truncate(size)
+
+
+def ext_device(image_path, offset=0):
+    """The name e2fsprogs tools (debugfs, e2fsck, dumpe2fs) open for a file
+    system at ``offset`` in ``image_path`` (the ``?offset=`` I/O option)."""
+    return "%s?offset=%d" % (image_path, offset) if offset else image_path
+
+
+def mtools_image(image_path, offset=0):
+    """The ``-i`` argument mtools takes for a FAT file system at ``offset``."""
+    return "%s@@%d" % (image_path, offset) if offset else image_path
 
 
 # ---------------------------------------------------------------------------
 # ext*
 def ext_argv(image_path, size, tree=None, label=None, uuid=None,
-             source_date_epoch=None, fs="ext4", hash_seed=None, extra=None):
+             source_date_epoch=None, fs="ext4", hash_seed=None, extra=None, offset=0):
     """The ``mkfs.ext*`` command line (pure)."""
     if fs not in EXT_TYPES:
         raise ImageError("%r is not an ext file system" % fs)
@@ -161,6 +192,8 @@ def ext_argv(image_path, size, tree=None, label=None, uuid=None,
         hash_seed = uuid
     if hash_seed is not None:
         eopts.append("hash_seed=" + normalize_uuid(hash_seed, "hash seed"))
+    if offset:
+        eopts += ["offset=%d" % offset, "nodiscard"]
     if source_date_epoch is not None:
         # lazy_itable_init leaves tables uninitialised; write them (zeros, reproducible).
         eopts += ["lazy_itable_init=0", "lazy_journal_init=0"]
@@ -204,7 +237,7 @@ def clamp_commands(tree, epoch):
 
 
 def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_epoch=None,
-              fs="ext4", runner=None):
+              fs="ext4", runner=None, offset=0):
     """Build an ext4 (or ``fs``: ext2/ext3) file system of ``size`` bytes in the
     plain file ``image_path``, populated from directory ``tree`` by
     ``mkfs.ext4 -d``.  No loop device, no mount, no root needed.
@@ -214,6 +247,8 @@ def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_ep
     directory hash seed from the UUID (a UUID is then required), inode tables
     are written eagerly, and the times of the copied inodes are clamped with
     ``debugfs`` (atime/ctime/crtime = epoch, mtime = min(mtime, epoch)).
+    With ``offset`` the file system is written at that byte offset of an
+    existing image (a partition), which must be large enough.
     Returns a dict: ``size``, ``uuid``, ``label``, ``fs``.
     """
     size = int(size)
@@ -223,11 +258,11 @@ def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_ep
         source_date_epoch = int(source_date_epoch)
         if uuid is None:
             raise ImageError("a reproducible ext file system needs a uuid")
-    argv = ext_argv(image_path, size, tree, label, uuid, source_date_epoch, fs)
+    argv = ext_argv(image_path, size, tree, label, uuid, source_date_epoch, fs, offset=offset)
     env = {"MKE2FS_CONFIG": "/etc/mke2fs.conf"} if os.path.exists("/etc/mke2fs.conf") else {}
     if source_date_epoch is not None:
         env["E2FSPROGS_FAKE_TIME"] = str(source_date_epoch)
-    _prepare_file(image_path, size)
+    _prepare_file(image_path, size, offset)
     try:
         run(argv, runner, env or None)
     except ImageError as exc:
@@ -238,29 +273,37 @@ def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_ep
                              % (tree, size, fs, message))
         raise
     if source_date_epoch is not None and tree is not None:
-        clamp_times(image_path, tree, source_date_epoch, runner)
+        clamp_times(image_path, tree, source_date_epoch, runner, offset)
     return {"fs": fs, "size": size, "label": label,
-            "uuid": normalize_uuid(uuid) if uuid else read_ext_uuid(image_path, runner)}
+            "uuid": normalize_uuid(uuid) if uuid else read_ext_uuid(image_path, runner, offset)}
 
 
-def clamp_times(image_path, tree, epoch, runner=None):
-    """Clamp the inode times of an ext image populated from ``tree`` (debugfs)."""
-    cmds = clamp_commands(tree, epoch)
-    cmd_file = image_path + ".debugfs"
+def debugfs_script(image_path, commands, runner=None, offset=0, epoch=None):
+    """Run ``debugfs -w`` with ``commands`` (a list of lines) on the ext file
+    system at ``offset``; returns its output."""
+    cmd_file = "%s.debugfs.%d" % (image_path, os.getpid())
+    if not os.path.isfile(image_path):
+        fd, cmd_file = tempfile.mkstemp(suffix=".debugfs")
+        os.close(fd)
     with open(cmd_file, "w") as handle:
-        handle.write("\n".join(cmds) + "\n")
+        handle.write("\n".join(commands) + "\n")
+    env = {"E2FSPROGS_FAKE_TIME": str(int(epoch))} if epoch is not None else None
     try:
-        out = run(["debugfs", "-w", "-f", cmd_file, image_path], runner,
-                  {"E2FSPROGS_FAKE_TIME": str(int(epoch))})
+        return run(["debugfs", "-w", "-f", cmd_file, ext_device(image_path, offset)], runner, env)
     finally:
         os.unlink(cmd_file)
+
+
+def clamp_times(image_path, tree, epoch, runner=None, offset=0):
+    """Clamp the inode times of an ext image populated from ``tree`` (debugfs)."""
+    out = debugfs_script(image_path, clamp_commands(tree, epoch), runner, offset, epoch)
     bad = [line for line in out.splitlines() if "sif:" in line or ": File not found" in line]
     if bad:
         raise ImageError("debugfs could not clamp times: %s" % "; ".join(bad[:5]))
 
 
-def read_ext_uuid(image_path, runner=None):
-    out = run(["dumpe2fs", "-h", image_path], runner)
+def read_ext_uuid(image_path, runner=None, offset=0):
+    out = run(["dumpe2fs", "-h", ext_device(image_path, offset)], runner)
     for line in out.splitlines():
         if line.startswith("Filesystem UUID:"):
             return line.split(":", 1)[1].strip()
@@ -286,7 +329,8 @@ def fat_bits(fs, size):
     return 12
 
 
-def fat_argv(image_path, size, label=None, uuid=None, fs="vfat", source_date_epoch=None):
+def fat_argv(image_path, size, label=None, uuid=None, fs="vfat", source_date_epoch=None,
+             offset=0):
     """The ``mkfs.fat`` command line (pure)."""
     validate_label(fs, label)
     if size < 64 * 1024:
@@ -302,6 +346,8 @@ def fat_argv(image_path, size, label=None, uuid=None, fs="vfat", source_date_epo
         argv.append("--invariant")
     if uuid is not None:
         argv += ["-i", "%08X" % fat_volume_id(uuid)]
+    if offset:
+        argv.append("--offset=%d" % (offset // 512))
     argv += [image_path, str(size // 1024)]
     return argv
 
@@ -351,7 +397,7 @@ def fat_copy_plan(tree):
 
 
 def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epoch=None,
-             fs="vfat", runner=None):
+             fs="vfat", runner=None, offset=0):
     """Build a FAT file system of ``size`` bytes in ``image_path`` with
     ``mkfs.fat`` and copy ``tree`` into it with mtools (no mount).
 
@@ -363,16 +409,17 @@ def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epo
     size = int(size)
     if tree is not None and not os.path.isdir(tree):
         raise ImageError("contents directory %s does not exist" % tree)
-    argv = fat_argv(image_path, size, label, uuid, fs, source_date_epoch)
+    argv = fat_argv(image_path, size, label, uuid, fs, source_date_epoch, offset)
     plan = fat_copy_plan(tree) if tree is not None else []
     env = _mtools_env(source_date_epoch)
-    _prepare_file(image_path, size)
+    _prepare_file(image_path, size, offset)
     run(argv, runner, env)
+    target = mtools_image(image_path, offset)
     for step in plan:
         if step[0] == "mmd":
-            run(["mmd", "-i", image_path] + step[1], runner, env)
+            run(["mmd", "-i", target] + step[1], runner, env)
         else:
-            argv = ["mcopy", "-i", image_path, "-o", "-Q"]
+            argv = ["mcopy", "-i", target, "-o", "-Q"]
             if source_date_epoch is None:
                 argv.append("-m")
             try:
@@ -388,33 +435,46 @@ def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epo
 
 # ---------------------------------------------------------------------------
 # swap
-def make_swap(image_path, size, label=None, uuid=None, runner=None):
-    """A swap area of ``size`` bytes in ``image_path`` (``mkswap``)."""
+def swap_header(size, label=None, uuid=None, page_size=4096):
+    """The first page of a Linux swap area (version 1), as mkswap writes it
+    (pure): ``SWAPSPACE2`` at the end of the page, last page, UUID, label."""
     validate_label("swap", label)
+    pages = size // page_size
+    if pages < 10:
+        raise ImageError("a swap area needs at least 10 pages (%d bytes)" % (10 * page_size))
+    raw_uuid = uuidlib.UUID(normalize_uuid(uuid, "swap uuid")).bytes if uuid else b"\0" * 16
+    header = bytearray(page_size)
+    struct.pack_into("<III", header, 1024, 1, pages - 1, 0)
+    header[1024 + 12:1024 + 28] = raw_uuid
+    header[1024 + 28:1024 + 44] = (label or "").encode("utf-8").ljust(16, b"\0")
+    header[page_size - 10:] = b"SWAPSPACE2"
+    return bytes(header)
+
+
+def make_swap(image_path, size, label=None, uuid=None, runner=None, offset=0):
+    """A swap area of ``size`` bytes in ``image_path`` at ``offset`` (written
+    here, byte for byte what ``mkswap`` writes; ``runner`` is unused)."""
     size = int(size)
-    argv = ["mkswap", "-q"]
-    if label is not None:
-        argv += ["-L", label]
-    if uuid is not None:
-        argv += ["-U", normalize_uuid(uuid, "swap uuid")]
-    argv.append(image_path)
-    _prepare_file(image_path, size)
-    run(argv, runner)
+    header = swap_header(size, label, uuid)
+    _prepare_file(image_path, size, offset)
+    with open(image_path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(header)
     return {"fs": "swap", "size": size, "label": label,
             "uuid": normalize_uuid(uuid) if uuid else None}
 
 
 def make_filesystem(fs, image_path, size, tree=None, label=None, uuid=None,
-                    source_date_epoch=None, runner=None):
+                    source_date_epoch=None, runner=None, offset=0):
     """Dispatch to :func:`make_ext4`, :func:`make_fat` or :func:`make_swap`."""
     if fs in EXT_TYPES:
         return make_ext4(image_path, size, tree, label, uuid, source_date_epoch, fs=fs,
-                         runner=runner)
+                         runner=runner, offset=offset)
     if fs in FAT_TYPES:
         return make_fat(image_path, size, tree, label, uuid, source_date_epoch, fs=fs,
-                        runner=runner)
+                        runner=runner, offset=offset)
     if fs == "swap":
         if tree is not None:
             raise ImageError("a swap partition cannot have contents")
-        return make_swap(image_path, size, label, uuid, runner)
+        return make_swap(image_path, size, label, uuid, runner, offset)
     raise ImageError("unknown file system %r; choose one of %s" % (fs, ", ".join(FS_TYPES)))

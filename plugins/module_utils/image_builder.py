@@ -1,0 +1,396 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, vmhost.virt contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Partitioned, formatted, optionally bootable disk images in a plain file.
+
+Private to vmhost.virt: other collections must not import this module.
+
+The engine behind ``vmhost.virt.partition_table``: plan (pure, in
+:mod:`partitions`), compare with what the file holds, then build the whole
+image in a temporary file beside the target -- table written in Python, each
+file system made at its partition's offset by mkfs.ext4 ``-E offset`` /
+mkfs.fat ``--offset`` + mtools ``@@offset`` -- and rename it into place.  No
+loop device and no mount anywhere; a block device is written in place.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import os
+import re
+import shutil
+import stat
+import tempfile
+
+from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
+    ImageError,
+    parse_size,
+    run,
+)
+from ansible_collections.vmhost.virt.plugins.module_utils import filesystems as fsmod
+from ansible_collections.vmhost.virt.plugins.module_utils import partitions as ptmod
+
+TEMP_TAG = "partition_table"
+DEFAULT_CMDLINE = "rw console=tty0 console=ttyS0,115200n8"
+# Modules built into the EFI loader: it never loads any from disk.
+GRUB_EFI_MODULES = (
+    "part_gpt", "part_msdos", "ext2", "fat", "search", "search_fs_uuid", "configfile",
+    "normal", "linux", "gzio", "echo", "test", "boot", "all_video", "efi_gop", "serial",
+    "terminal", "sleep", "ls", "cat",
+)
+GRUB_EFI_DIR = "/usr/lib/grub/x86_64-efi"
+
+
+# ---------------------------------------------------------------------------
+# bootloader pieces (pure)
+def _version_key(name):
+    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", name)]
+
+
+def find_kernel(tree):
+    """``(kernel, initrd or None)`` paths relative to ``tree`` (``boot/...``):
+    the newest ``boot/vmlinuz-*`` and its ``boot/initrd.img-*``."""
+    kernels = sorted(glob.glob(os.path.join(tree, "boot", "vmlinuz-*")),
+                     key=lambda p: _version_key(os.path.basename(p)))
+    if not kernels:
+        raise ImageError("bootloader efi: no boot/vmlinuz-* kernel in %s" % tree)
+    kernel = kernels[-1]
+    version = os.path.basename(kernel)[len("vmlinuz-"):]
+    initrd = os.path.join(tree, "boot", "initrd.img-" + version)
+    rel = os.path.relpath(kernel, tree)
+    return rel, (os.path.relpath(initrd, tree) if os.path.exists(initrd) else None)
+
+
+def root_grub_cfg(root_uuid, kernel, initrd, cmdline):
+    """``/boot/grub/grub.cfg`` on the root file system: boot its kernel."""
+    lines = [
+        "# written by vmhost.virt.partition_table",
+        "set timeout=1",
+        "serial --unit=0 --speed=115200",
+        "terminal_input console serial",
+        "terminal_output console serial",
+        "search --no-floppy --fs-uuid --set=root %s" % root_uuid,
+        "menuentry 'Linux' {",
+        "  linux /%s root=UUID=%s %s" % (kernel, root_uuid, cmdline),
+    ]
+    if initrd:
+        lines.append("  initrd /%s" % initrd)
+    lines += ["}", ""]
+    return "\n".join(lines)
+
+
+def embedded_grub_cfg(root_uuid):
+    """The configuration built into BOOTX64.EFI: find the root by UUID."""
+    return ("search --no-floppy --fs-uuid --set=root %s\n"
+            "set prefix=($root)/boot/grub\n"
+            "configfile ($root)/boot/grub/grub.cfg\n" % root_uuid)
+
+
+def grub_efi_argv(output, config_file):
+    return (["grub-mkimage", "-O", "x86_64-efi", "-d", GRUB_EFI_DIR, "-o", output,
+             "-p", "/boot/grub", "-c", config_file] + list(GRUB_EFI_MODULES))
+
+
+# ---------------------------------------------------------------------------
+def clean_stale_temps(path):
+    """Remove temporary files of earlier runs that were killed (their PID is gone)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    for stale in glob.glob(os.path.join(directory, ".%s.%s.*" % (base, TEMP_TAG))):
+        try:
+            pid = int(stale.rsplit(".", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not os.path.exists("/proc/%d" % pid):
+            try:
+                if os.path.isdir(stale):
+                    shutil.rmtree(stale)
+                else:
+                    os.unlink(stale)
+            except OSError:
+                pass
+
+
+def _is_block(path):
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _device_size(path):
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        return handle.tell()
+
+
+class PartitionTable(object):
+    """Plan, compare and build one image.  ``params`` are the module's."""
+
+    def __init__(self, params, environ=None, runner=None):
+        self.params = params
+        self.environ = os.environ if environ is None else environ
+        self.runner = runner
+        self.path = params["path"]
+        self.layout = None
+        self.existing = None
+        self.diffs = []
+        self.estimates = {}
+
+    # -- planning ---------------------------------------------------------
+    def source_date_epoch(self):
+        value = self.params.get("source_date_epoch")
+        if value is None and self.environ.get("SOURCE_DATE_EPOCH"):
+            value = self.environ["SOURCE_DATE_EPOCH"]
+        if value is None:
+            return None
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise ImageError("source_date_epoch %r is not an integer" % (value,))
+        if value < 0:
+            raise ImageError("source_date_epoch must not be negative")
+        return value
+
+    def prepare(self):
+        """Validate everything, plan the layout and read the existing image.
+
+        Raises :class:`ImageError` before anything is written."""
+        params = self.params
+        self.epoch = self.source_date_epoch()
+        self.is_block = _is_block(self.path)
+        exists = os.path.exists(self.path)
+        if exists and not self.is_block and not os.path.isfile(self.path):
+            raise ImageError("%s exists and is neither a regular file nor a block device"
+                             % self.path)
+        if exists:
+            with open(self.path, "rb") as handle:
+                if handle.read(4) == b"QFI\xfb":
+                    raise ImageError("%s is a qcow2 image; partition_table writes raw images "
+                                     "(build raw, then convert with vmhost.virt.disk_image)"
+                                     % self.path)
+        size = params.get("size")
+        if size is not None:
+            size = parse_size(size)
+        elif exists:
+            size = _device_size(self.path)
+        else:
+            raise ImageError("%s does not exist: give size to create it" % self.path)
+        if self.is_block and size != _device_size(self.path):
+            raise ImageError("size %d differs from the block device's %d bytes"
+                             % (size, _device_size(self.path)))
+
+        parts = []
+        for index, part in enumerate(params.get("partitions") or [], 1):
+            part = dict(part)
+            contents = part.get("contents")
+            if contents is not None and not os.path.isdir(contents):
+                raise ImageError("partition %d: contents %s is not a directory"
+                                 % (index, contents))
+            if part.get("estimate_size"):
+                if contents is None:
+                    raise ImageError("partition %d: estimate_size needs contents" % index)
+                if part.get("size") is not None:
+                    raise ImageError("partition %d: give size or estimate_size, not both" % index)
+                extra = 0
+                if self.params.get("bootloader") == "efi" and "esp" in (part.get("flags") or []):
+                    extra = 2 * 1024 * 1024
+                part["size"] = ptmod.estimate(fsmod.tree_size(contents) + extra)
+                self.estimates[index] = part["size"]
+            part.pop("estimate_size", None)
+            parts.append(part)
+
+        seed = None
+        if self.epoch is not None:
+            request = {"label": params["label"], "size": size, "epoch": self.epoch,
+                       "bootloader": params.get("bootloader"),
+                       "cmdline": params.get("kernel_cmdline"),
+                       "partitions": parts, "disk_guid": params.get("disk_guid")}
+            seed = ptmod.layout_seed(request)
+        self.layout = ptmod.plan(params["label"], size, parts, params.get("disk_guid"), seed)
+
+        for part in self.layout["partitions"]:
+            if part["contents"] is not None:
+                need = fsmod.tree_size(part["contents"])
+                if need > part["size"]:
+                    raise ImageError("partition %d: contents %s need about %d bytes, more than "
+                                     "the partition's %d (use a bigger size or estimate_size)"
+                                     % (part["number"], part["contents"], need, part["size"]))
+        self.boot = None
+        if params.get("bootloader") == "efi":
+            self.boot = self._plan_efi()
+
+        self.existing = self.read_existing() if exists else None
+        if exists:
+            self.diffs = ptmod.differences(self.layout, self.existing)
+            if self.existing is None and self._has_data():
+                self.diffs = ["%s holds data but no partition table" % self.path]
+        else:
+            self.diffs = ["%s does not exist" % self.path]
+        return self
+
+    def _plan_efi(self):
+        parts = self.layout["partitions"]
+        esp = [p for p in parts if "esp" in p["flags"]]
+        if not esp or esp[0]["fs"] not in fsmod.FAT_TYPES:
+            raise ImageError("bootloader efi needs a partition with flag esp and a FAT fs")
+        roots = [p for p in parts if "boot" in p["flags"] and p["fs"] in fsmod.EXT_TYPES]
+        if not roots:
+            roots = [p for p in parts if p["fs"] in fsmod.EXT_TYPES and p["contents"]
+                     and glob.glob(os.path.join(p["contents"], "boot", "vmlinuz-*"))]
+        if not roots:
+            raise ImageError("bootloader efi needs an ext partition (flag boot, or contents "
+                             "holding boot/vmlinuz-*) to boot")
+        root = roots[0]
+        if not root["contents"]:
+            raise ImageError("bootloader efi: partition %d has no contents with a kernel"
+                             % root["number"])
+        kernel, initrd = find_kernel(root["contents"])
+        if esp[0]["size"] < 2 * 1024 * 1024:
+            raise ImageError("the ESP must be at least 2 MiB to hold the GRUB loader")
+        cmdline = self.params.get("kernel_cmdline")
+        if cmdline is None:
+            cmdline = DEFAULT_CMDLINE
+        return {"esp": esp[0]["number"], "root": root["number"], "kernel": kernel,
+                "initrd": initrd, "cmdline": cmdline, "root_uuid": root["uuid"]}
+
+    def _has_data(self):
+        with open(self.path, "rb") as handle:
+            chunk = handle.read(1024 * 1024)
+            if chunk.strip(b"\0"):
+                return True
+            return bool(ptmod.probe_filesystem(handle, 0))
+
+    def read_existing(self, path=None):
+        path = path or self.path
+        with open(path, "rb") as handle:
+            table = ptmod.read_table(handle)
+            if table is None:
+                return None
+            for part in table["partitions"]:
+                found = ptmod.probe_filesystem(handle, part["start"]) or {}
+                part["fs"] = found.get("fs")
+                part["uuid"] = found.get("uuid")
+                part["label"] = found.get("label")
+        return table
+
+    @property
+    def changed(self):
+        return bool(self.diffs)
+
+    @property
+    def needs_force(self):
+        """True when building would replace an existing table or data."""
+        return bool(self.diffs) and os.path.exists(self.path) and (
+            self.existing is not None or self._has_data())
+
+    def diff(self):
+        before = ptmod.summary(self.existing) if self.existing else None
+        return {"before": before, "after": ptmod.summary(self.layout)}
+
+    # -- building ---------------------------------------------------------
+    def build(self):
+        """Write the image (temporary file + rename; block devices in place)."""
+        if self.is_block:
+            self._build_into(self.path)
+            return
+        clean_stale_temps(self.path)
+        directory, base = os.path.split(os.path.abspath(self.path))
+        tmp = os.path.join(directory, ".%s.%s.%d" % (base, TEMP_TAG, os.getpid()))
+        try:
+            with open(tmp, "wb") as handle:
+                handle.truncate(self.layout["size"])
+            if os.path.exists(self.path):
+                shutil.copymode(self.path, tmp)
+            self._build_into(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _build_into(self, target):
+        layout = self.layout
+        with open(target, "r+b") as handle:
+            if self.is_block:
+                # clear stale GPT copies at both ends before writing ours
+                handle.seek(0)
+                handle.write(b"\0" * (34 * ptmod.SECTOR))
+                handle.seek(layout["size"] - 33 * ptmod.SECTOR)
+                handle.write(b"\0" * (33 * ptmod.SECTOR))
+            ptmod.write_table(handle, layout)
+        scratch = tempfile.mkdtemp(prefix=".%s.%s-work." % (os.path.basename(self.path),
+                                                           TEMP_TAG),
+                                   dir=os.path.dirname(os.path.abspath(self.path)))
+        try:
+            for part in layout["partitions"]:
+                if part["fs"] == "none":
+                    continue
+                tree = part["contents"]
+                if self.boot and part["number"] == self.boot["esp"]:
+                    tree = self._stage_esp(scratch, tree)
+                fsmod.make_filesystem(part["fs"], target, part["size"], tree=tree,
+                                      label=part["label"], uuid=part["uuid"],
+                                      source_date_epoch=self._fs_epoch(part), runner=self.runner,
+                                      offset=part["start"])
+                if self.boot and part["number"] == self.boot["root"]:
+                    self._install_root_cfg(scratch, target, part)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _fs_epoch(self, part):
+        return self.epoch
+
+    def _stage_esp(self, scratch, tree):
+        stage = os.path.join(scratch, "esp")
+        if tree:
+            shutil.copytree(tree, stage, symlinks=False)
+        boot_dir = os.path.join(stage, "EFI", "BOOT")
+        if not os.path.isdir(boot_dir):
+            os.makedirs(boot_dir)
+        cfg = os.path.join(scratch, "embedded.cfg")
+        with open(cfg, "w") as handle:
+            handle.write(embedded_grub_cfg(self.boot["root_uuid"]))
+        run(grub_efi_argv(os.path.join(boot_dir, "BOOTX64.EFI"), cfg), self.runner)
+        return stage
+
+    def _install_root_cfg(self, scratch, target, part):
+        cfg = os.path.join(scratch, "grub.cfg")
+        with open(cfg, "w") as handle:
+            handle.write(root_grub_cfg(self.boot["root_uuid"], self.boot["kernel"],
+                                       self.boot["initrd"], self.boot["cmdline"]))
+        tree = part["contents"]
+        cmds = []
+        if not os.path.isdir(os.path.join(tree, "boot")):
+            cmds.append("mkdir /boot")
+        if not os.path.isdir(os.path.join(tree, "boot", "grub")):
+            cmds.append("mkdir /boot/grub")
+        if os.path.lexists(os.path.join(tree, "boot", "grub", "grub.cfg")):
+            cmds.append("rm /boot/grub/grub.cfg")
+        cmds.append('write "%s" /boot/grub/grub.cfg' % cfg)
+        if self.epoch is not None:
+            for path in ("/boot", "/boot/grub", "/boot/grub/grub.cfg"):
+                for field in ("atime", "ctime", "crtime", "mtime"):
+                    cmds.append("sif %s %s %d" % (path, field, self.epoch))
+        out = fsmod.debugfs_script(target, cmds, self.runner, part["start"], self.epoch)
+        if "write:" in out or "Could not" in out:
+            raise ImageError("could not install /boot/grub/grub.cfg: %s" % out.strip()[-300:])
+
+    # -- results ----------------------------------------------------------
+    def result(self, after=None):
+        layout = after or self.layout
+        parts = []
+        for part in layout["partitions"]:
+            item = {"number": part["number"], "start": part["start"], "size": part["size"],
+                    "type": ptmod._type_text(layout["label"], part["type"]),
+                    "flags": ptmod._flags_for_compare(layout["label"], part),
+                    "fs": part.get("fs"), "label": part.get("label"), "uuid": part.get("uuid"),
+                    "part_uuid": part.get("part_uuid"), "name": part.get("name")}
+            if part["number"] in self.estimates:
+                item["estimated"] = True
+            parts.append(item)
+        return {"label": layout["label"], "size": layout["size"], "disk_id": layout["id"],
+                "partitions": parts}
