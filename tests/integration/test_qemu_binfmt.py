@@ -1,0 +1,314 @@
+"""vmhost.virt.qemu_binfmt against this machine's kernel (root, binfmt_misc).
+
+binfmt_misc registrations are kernel-wide: every test here holds one lock file
+(so two runs never interleave), and the ``kernel`` fixture saves the entries
+it may touch, removes them for the test, and puts them back afterwards
+(unmounting binfmt_misc again if it was not mounted).
+"""
+import errno
+import fcntl
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from ansible_collections.vmhost.virt.plugins.module_utils import binfmt as B
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MISC = "/proc/sys/fs/binfmt_misc"
+FIXTURE_DEB = ROOT / ".tmp" / "fixtures" / "busybox-static-arm64.deb"
+LOCK = "/run/lock/vmhost-virt-binfmt.lock" if os.path.isdir("/run/lock") else "/tmp/vmhost-virt-binfmt.lock"
+TOUCHED = ["qemu-" + n for n in B.PLATFORM_NAMES]
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="binfmt_misc registration needs root"),
+    pytest.mark.skipif(os.uname()[4] != "x86_64", reason="fixtures are arm64 programs run on an x86_64 host"),
+]
+
+
+def _mounted():
+    return os.path.exists(os.path.join(MISC, "register"))
+
+
+def _entries():
+    if not _mounted():
+        return {}
+    return dict((n, B.parse_entry(n, open(os.path.join(MISC, n)).read()))
+                for n in os.listdir(MISC) if n not in ("register", "status"))
+
+
+def _remove(name):
+    with open(os.path.join(MISC, name), "w") as f:
+        f.write("-1")
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """Exclusive use of our qemu-* binfmt entries; the machine is restored afterwards."""
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        was_mounted = _mounted()
+        saved = dict((n, e) for n, e in _entries().items() if n in TOUCHED)
+        for name in saved:
+            _remove(name)
+        try:
+            yield
+        finally:
+            if not _mounted():
+                subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", MISC], check=False)
+            for name in _entries():
+                if name in TOUCHED:
+                    _remove(name)
+            for entry in saved.values():
+                with open(os.path.join(MISC, "register"), "w") as f:
+                    f.write(B.register_line(entry))
+                if not entry["enabled"]:
+                    with open(os.path.join(MISC, entry["name"]), "w") as f:
+                        f.write("0")
+            if not was_mounted:
+                subprocess.run(["umount", MISC], check=False)
+
+
+@pytest.fixture
+def clean(kernel):
+    """Each test starts and ends with none of our entries registered."""
+    def wipe():
+        for name in _entries():
+            if name in TOUCHED:
+                _remove(name)
+    wipe()
+    yield
+    wipe()
+
+
+@pytest.fixture(scope="module")
+def busybox(tmp_path_factory):
+    if not FIXTURE_DEB.is_file():
+        pytest.fail("missing %s: run `make fixtures`" % FIXTURE_DEB)
+    root = tmp_path_factory.mktemp("busybox-arm64")
+    subprocess.run(["dpkg-deb", "-x", str(FIXTURE_DEB), str(root)], check=True)
+    path = root / "bin" / "busybox"
+    assert path.is_file()
+    return str(path)
+
+
+def qemu_binfmt(check=False, diff=True, **args):
+    """Run the module in a one-task playbook on localhost, return its registered result."""
+    return qemu_binfmt_steps([(args, check)], diff=diff)[0]
+
+
+def qemu_binfmt_steps(steps, diff=True):
+    """Run the module once per ``(args, check_mode)`` step, in order, in one playbook."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_RETRY_FILES_ENABLED="0")
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".tmp" / "collections"))
+    with tempfile.TemporaryDirectory(prefix="qemu-binfmt-play.") as work:
+        out = os.path.join(work, "result.json")
+        play = [{
+            "hosts": "localhost", "gather_facts": False, "connection": "local",
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "tasks": [
+                {"name": "Module under test, step %d" % i, "vmhost.virt.qemu_binfmt": args,
+                 "check_mode": bool(check), "diff": diff, "register": "result%d" % i, "ignore_errors": True}
+                for i, (args, check) in enumerate(steps)
+            ] + [
+                {"name": "Save the results", "check_mode": False, "diff": False,
+                 "ansible.builtin.copy": {"content": "{{ [%s] | to_json }}" % ", ".join(
+                     "result%d" % i for i in range(len(steps))), "dest": out, "mode": "0600"}},
+            ],
+        }]
+        book = os.path.join(work, "play.yml")
+        with open(book, "w") as f:
+            json.dump(play, f)
+        playbook = pathlib.Path(sys.executable).with_name("ansible-playbook")
+        argv = [str(playbook) if playbook.exists() else "ansible-playbook", "-i", "localhost,", book]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if not os.path.exists(out):
+            raise AssertionError("the playbook failed:\n%s\n%s" % (proc.stdout, proc.stderr))
+        with open(out) as f:
+            return json.load(f)
+
+
+def run_foreign(path, *args):
+    try:
+        proc = subprocess.run([path] + list(args), capture_output=True, text=True, check=False, timeout=60)
+    except OSError as exc:
+        return exc
+    return proc
+
+
+def test_register_run_unregister_with_exact_check_mode(clean, busybox):
+    """The acceptance walk: check mode predicts every real run exactly."""
+    want = {"platforms": ["aarch64", "riscv64"], "persistent": False}
+    assert isinstance(run_foreign(busybox, "uname", "-m"), OSError)
+
+    predicted = qemu_binfmt(check=True, **want)
+    assert predicted["changed"] is True and not predicted.get("failed"), predicted
+    assert [a for a in predicted["actions"] if not a.startswith("mount")] == [
+        "register qemu-aarch64", "register qemu-riscv64"]
+    assert "qemu-aarch64" not in _entries()
+    assert sorted(predicted["diff"]["after"]["entries"]) == ["qemu-aarch64", "qemu-riscv64"]
+    assert predicted["diff"]["before"]["entries"] == {}
+
+    done = qemu_binfmt(**want)
+    assert done["changed"] is True and done["actions"] == predicted["actions"], done
+    assert done["registered"] == predicted["registered"]
+    assert done["registered"]["aarch64"] == {"entry": "qemu-aarch64", "enabled": True, "flags": "PF",
+                                             "interpreter": "/usr/bin/qemu-aarch64-static"}
+    kernel_view = _entries()["qemu-aarch64"]
+    assert kernel_view["interpreter"] == "/usr/bin/qemu-aarch64-static" and kernel_view["flags"] == "PF"
+    proc = run_foreign(busybox, "uname", "-m")
+    assert not isinstance(proc, OSError), proc
+    assert proc.returncode == 0 and proc.stdout.strip() == "aarch64"
+
+    for check in (True, False):
+        again = qemu_binfmt(check=check, **want)
+        assert again["changed"] is False and again["actions"] == [], again
+        assert again["registered"] == done["registered"]
+
+    predicted = qemu_binfmt(check=True, state="absent", **want)
+    assert predicted["changed"] is True and predicted["actions"] == ["remove qemu-aarch64", "remove qemu-riscv64"]
+    assert predicted["registered"] == {} and "qemu-aarch64" in _entries()
+    gone = qemu_binfmt(state="absent", **want)
+    assert gone["changed"] is True and gone["actions"] == predicted["actions"]
+    assert not set(_entries()) & {"qemu-aarch64", "qemu-riscv64"}
+    failed = run_foreign(busybox, "uname", "-m")
+    assert isinstance(failed, OSError) and failed.errno == errno.ENOEXEC, failed
+
+    for check in (True, False):
+        again = qemu_binfmt(check=check, state="absent", **want)
+        assert again["changed"] is False and again["actions"] == []
+
+
+def test_differing_entry_is_re_registered(clean, tmp_path):
+    """An entry like Debian's (other interpreter, OPF) or a disabled one differs: re-register."""
+    other = tmp_path / "aarch64-binfmt-P"  # Debian's own entries use such a symlink
+    other.symlink_to("/usr/bin/qemu-aarch64-static")
+    debian = B.wanted_entry("aarch64", str(other), B.letters_to_flags("OPF"))
+    with open(os.path.join(MISC, "register"), "w") as f:
+        f.write(B.register_line(debian))
+    args = {"platforms": ["aarch64"], "persistent": False}
+    predicted = qemu_binfmt(check=True, **args)
+    assert predicted["actions"] == ["re-register qemu-aarch64"]
+    assert predicted["diff"]["before"]["entries"]["qemu-aarch64"]["flags"] == "POF"
+    done = qemu_binfmt(**args)
+    assert done["actions"] == predicted["actions"] and done["changed"]
+    assert _entries()["qemu-aarch64"]["flags"] == "PF"
+    assert _entries()["qemu-aarch64"]["interpreter"] == "/usr/bin/qemu-aarch64-static"
+
+    with open(os.path.join(MISC, "qemu-aarch64"), "w") as f:
+        f.write("0")  # disable it
+    assert _entries()["qemu-aarch64"]["enabled"] is False
+    assert qemu_binfmt(check=True, **args)["actions"] == ["re-register qemu-aarch64"]
+    assert qemu_binfmt(**args)["changed"] is True
+    assert _entries()["qemu-aarch64"]["enabled"] is True
+    assert qemu_binfmt(**args)["changed"] is False
+
+    flagged = qemu_binfmt(flags={"credentials": True}, **args)
+    assert flagged["registered"]["aarch64"]["flags"] == "POCF"
+    assert qemu_binfmt(flags={"credentials": True}, **args)["changed"] is False
+
+
+def test_persistent_files(clean, tmp_path):
+    confd = tmp_path / "binfmt.d"
+    args = {"platforms": ["riscv64", "aarch64"], "persistent": True, "binfmt_d_path": str(confd)}
+    predicted = qemu_binfmt(check=True, **args)
+    assert not confd.exists()
+    done = qemu_binfmt(**args)
+    assert done["actions"] == predicted["actions"]
+    assert "write %s/qemu-aarch64.conf" % confd in done["actions"]
+    conf = confd / "qemu-aarch64.conf"
+    assert oct(conf.stat().st_mode & 0o777) == "0o644"
+    rule = [line for line in conf.read_text().splitlines() if line.startswith(":")][0]
+    assert B.same_entry(B.parse_register_line(rule), _entries()["qemu-aarch64"])
+    assert not [p for p in confd.iterdir() if p.name.startswith(".")], "temporary file left behind"
+    assert qemu_binfmt(**args)["changed"] is False
+
+    conf.write_text("# edited by hand\n")
+    fixed = qemu_binfmt(**args)
+    assert fixed["actions"] == ["write %s" % conf]
+    assert fixed["diff"]["before"]["files"][str(conf)] == "# edited by hand\n"
+
+    removed = qemu_binfmt(state="absent", **args)
+    assert "remove %s" % conf in removed["actions"] and not conf.exists()
+    assert qemu_binfmt(state="absent", **args)["changed"] is False
+
+
+def test_match_file(clean, busybox):
+    res = qemu_binfmt(platforms=["aarch64"], persistent=False, match_file=busybox)
+    assert res["match"] == {"path": busybox, "platform": "aarch64", "machine": "EM_AARCH64", "native": False,
+                            "handler": "qemu-aarch64", "interpreter": "/usr/bin/qemu-aarch64-static"}
+    native = qemu_binfmt(platforms=[], match_file="/bin/sh")
+    assert native["match"]["native"] is True and native["match"]["handler"] is None
+    assert native["match"]["platform"] == "x86_64" and native["changed"] is False
+
+
+def test_host_family_is_skipped(clean):
+    res = qemu_binfmt(check=True, platforms=["x86_64", "i386", "riscv64"], persistent=False)
+    assert res["skipped"] == ["x86_64", "i386"]
+    assert [a for a in res["actions"] if not a.startswith("mount")] == ["register qemu-riscv64"]
+
+
+def _bad_dir(tmp_path, name, make):
+    d = tmp_path / name
+    d.mkdir()
+    make(d / "qemu-aarch64-static")
+    return str(d)
+
+
+def _script(path):
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("case", ["unknown-platform", "missing", "dynamic-with-F", "not-elf",
+                                  "wrong-machine", "bad-flag", "not-mountable-file",
+                                  "not-mountable-missing"])
+def test_bad_input_fails_clearly_and_changes_nothing(clean, tmp_path, busybox, case):
+    confd = tmp_path / "binfmt.d"
+    args = {"platforms": ["aarch64"], "persistent": True, "binfmt_d_path": str(confd)}
+    expect = None
+    if case == "unknown-platform":
+        args["platforms"] = ["aarch64", "arm64"]
+        expect = ["unknown platform 'arm64'", "loongarch64", "riscv64"]
+    elif case == "missing":
+        args["interpreter_dir"] = str(tmp_path)
+        expect = ["%s/qemu-aarch64-static does not exist" % tmp_path, "qemu-user-static"]
+    elif case == "dynamic-with-F":
+        args["interpreter_dir"] = _bad_dir(tmp_path, "dyn", lambda p: shutil.copy("/bin/true", p))
+        expect = ["dynamically linked", "fix_binary=false", "/dyn/qemu-aarch64-static"]
+    elif case == "not-elf":
+        args["interpreter_dir"] = _bad_dir(tmp_path, "sh", _script)
+        expect = ["is not an ELF executable", "/sh/qemu-aarch64-static"]
+    elif case == "wrong-machine":
+        args["interpreter_dir"] = _bad_dir(tmp_path, "arm", lambda p: shutil.copy(busybox, p))
+        expect = ["built for EM_AARCH64", "EM_X86_64"]
+    elif case == "bad-flag":
+        args["flags"] = {"fix_binary": True, "fast": True}
+        expect = ["fast"]
+    elif case == "not-mountable-file":
+        (tmp_path / "plain").write_text("")
+        args["binfmt_misc_path"] = str(tmp_path / "plain")
+        expect = ["not mounted", str(tmp_path / "plain"), "binfmt_misc_path"]
+    else:
+        args["binfmt_misc_path"] = str(tmp_path / "nowhere")
+        expect = ["not mounted", str(tmp_path / "nowhere"), "binfmt_misc_path"]
+    before = _entries()
+    for res in qemu_binfmt_steps([(args, True), (args, False)]):
+        assert res.get("failed") is True, res
+        msg = res["msg"]
+        for text in expect:
+            assert text in msg, (text, msg)
+        assert "Traceback" not in json.dumps(res)
+        assert _entries() == before
+        assert not confd.exists()
+    assert not os.path.exists(str(tmp_path / "nowhere"))
+    if case == "dynamic-with-F":  # the same interpreter without F is accepted
+        ok = qemu_binfmt(check=True, flags={"fix_binary": False}, **args)
+        assert not ok.get("failed"), ok
