@@ -12,8 +12,8 @@ Pure functions (bytes in, bytes/values out) plus one side-effecting helper,
 Guix signing keys are what ``guix archive --generate-key`` makes with its
 default parameters ``(genkey (ecdsa (curve Ed25519) (flags rfc6979)))``:
 libgcrypt then creates an *ECDSA* key on the Ed25519 curve, not an EdDSA key.
-The secret ``d`` is a scalar in [1, n-1] (printed as a big-endian MPI) and the
-public ``q`` is the point ``d*B`` in the 32-byte Ed25519 point encoding.  The
+The secret ``d`` is a clamped 256-bit scalar (printed as a big-endian MPI) and
+the public ``q`` is the point ``d*B`` in the 32-byte Ed25519 point encoding.  The
 files are libgcrypt's "advanced" s-expression print of the key, for example::
 
     (public-key \\n (ecc \\n  (curve Ed25519)\\n  (q #HEX#)\\n  )\\n )\\n
@@ -31,7 +31,6 @@ import binascii
 import hashlib
 import os
 import re
-import secrets
 import tempfile
 
 try:
@@ -387,9 +386,13 @@ def _mpi_bytes(value):
 GUIX_CURVE = b"Ed25519"
 
 
+def _valid_scalar(d):
+    return 0 < d < 2 ** 256 and d % _N != 0
+
+
 def guix_key_from_scalar(d):
     """Return ``(secret_bytes, public_bytes)`` files for secret scalar ``d``."""
-    if not 0 < d < _N:
+    if not _valid_scalar(d):
         raise KeysError("Guix secret scalar out of range")
     q = ed25519_encode_point(ed25519_scalar_mult(d))
     public = [b"public-key", [b"ecc", [b"curve", GUIX_CURVE], [b"q", q]]]
@@ -397,10 +400,16 @@ def guix_key_from_scalar(d):
     return sexp_dump(secret), sexp_dump(public)
 
 
-def generate_guix_key(randbelow=None):
-    """A new Guix signing key pair ``(secret_bytes, public_bytes)``."""
-    randbelow = randbelow or secrets.randbelow
-    return guix_key_from_scalar(randbelow(_N - 1) + 1)
+def generate_guix_key(randbytes=None):
+    """A new Guix signing key pair ``(secret_bytes, public_bytes)``.
+
+    The scalar is drawn as libgcrypt does for Ed25519 ECDSA keys: 32 random
+    bytes read big-endian, bit 255 cleared, bit 254 set, bits 2..0 cleared.
+    """
+    raw = bytearray((randbytes or os.urandom)(32))
+    raw[0] = (raw[0] & 0x7f) | 0x40
+    raw[31] &= 0xf8
+    return guix_key_from_scalar(int.from_bytes(bytes(raw), "big"))
 
 
 def _ecc_params(tree, head, what):
@@ -434,7 +443,7 @@ def parse_guix_secret(data, what="Guix secret key"):
     if dnode is None or len(dnode) != 2 or isinstance(dnode[1], list):
         raise KeysError("%s: no secret scalar d" % what)
     d = int.from_bytes(dnode[1], "big")
-    if not 0 < d < _N:
+    if not _valid_scalar(d):
         raise KeysError("%s: secret scalar d out of range" % what)
     if ed25519_encode_point(ed25519_scalar_mult(d)) != q:
         raise KeysError("%s: q does not match d" % what)
