@@ -25,7 +25,7 @@ description:
     or that nobody listens on fails with a clear message instead of hanging.
   - Runs on the VM host (the machine whose QEMU owns the socket), not inside the guest.
 author:
-  - vmhost.virt contributors
+  - vmhost.virt contributors (@vmhost)
 options:
   socket:
     description:
@@ -45,8 +45,8 @@ options:
     required: true
   arguments:
     description:
-      - The command's C(arguments) object, for example V({"mode": "reboot"}) for
-        V(guest-shutdown) or V({"path": "/bin/true"}) for V(guest-exec).
+      - The command's C(arguments) object, for example a C(mode) of V(reboot) for
+        V(guest-shutdown), or a C(path) of V(/bin/true) for V(guest-exec).
     type: dict
   timeout:
     description:
@@ -68,20 +68,24 @@ options:
     default: 300
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Read-only commands run in check mode. Commands that change the guest are not sent;
         the module still connects and completes the handshake, so check mode fails exactly
         when a real run could not reach the agent, and reports C(changed=true).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details:
       - There is no file or configuration to compare.
   safe_file_operations:
+    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: none
     details:
       - The module writes no files.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: partial
     details:
       - Read-only commands never change anything. Commands that change the guest report a

@@ -72,7 +72,7 @@ class FakeAgent(object):
     def _serve(self):
         while not self._stop.is_set():
             try:
-                conn, _ = self._listener.accept()
+                conn = self._listener.accept()[0]
             except OSError:
                 return
             if self._stop.is_set():

@@ -56,7 +56,7 @@ def test_handshake_uses_random_id_and_resets_parser(agent_factory):
 
 
 def test_default_ids_differ():
-    assert len({qga._default_id() for _ in range(20)}) > 1
+    assert len({qga._default_id() for i in range(20)}) > 1
 
 
 def test_stale_replies_are_discarded(agent_factory):
@@ -190,7 +190,7 @@ def test_command_timeout_after_sync(sockdir):
     import threading
 
     def serve():
-        conn, _ = listener.accept()
+        conn = listener.accept()[0]
         data = b""
         while b"\n" not in data:
             data += conn.recv(4096)
@@ -231,7 +231,7 @@ def test_not_json_reply(sockdir):
     import threading
 
     def serve():
-        conn, _ = listener.accept()
+        conn = listener.accept()[0]
         data = b""
         while b"\n" not in data:
             data += conn.recv(4096)
