@@ -27,23 +27,27 @@ description:
     naming the file and the fix when it is missing, not an ELF file, built for another machine
     than this host, or dynamically linked while O(flags.fix_binary=true).
 author:
-  - vmhost.virt contributors
+  - vmhost.virt contributors (@vmhost)
 requirements:
   - pyelftools (Debian/Ubuntu C(python3-pyelftools)) on the managed host
   - root on the managed host (binfmt_misc is kernel-wide)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode reads the kernel's entries and the files and reports exactly the changes a
       real run would make, without mounting, registering or writing.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff shows each managed entry (and each O(persistent) file) before and after.
   safe_file_operations:
+    description: Writes files through a temporary file in the destination directory and an atomic rename.
     support: full
     details: Files under O(binfmt_d_path) are written to a temporary file in the same directory
       and renamed into place.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: A second run with the same options reports no change.
 options:
@@ -127,7 +131,7 @@ options:
     default: /proc/sys/fs/binfmt_misc
   match_file:
     description:
-      - An ELF file to classify: RV(match) tells which platform it is and which registered handler
+      - An ELF file to classify; RV(match) tells which platform it is and which registered handler
         the kernel would run it with, after this run.
     type: path
 notes:
@@ -357,8 +361,9 @@ class QemuBinfmt(object):
             raise B.BinfmtError("match_file %s cannot be read: %s" % (path, exc))
         names = B.match_platforms(head)
         own = B.host_platform(self.host)
-        native = bool(info) and own is not None and info["machine"] == B.elf_machine_of(B.platform(own)) \
-            and info["elfclass"] == (64 if B.platform(own)["magic"][4] == 2 else 32)
+        native = bool(info) and own is not None and (
+            info["machine"] == B.elf_machine_of(B.platform(own))
+            and info["elfclass"] == (64 if bytearray(B.platform(own)["magic"])[4] == 2 else 32))
         handlers = B.match_entries(list(entries.values()), head)
         handler = handlers[0] if handlers else None
         return {
@@ -452,8 +457,8 @@ class QemuBinfmt(object):
             "skipped": skipped,
             "persistent": persistent,
             "registered": dict(
-                (n[len(B.ENTRY_PREFIX):], {"entry": n, "interpreter": e["interpreter"],
-                                            "flags": e["flags"], "enabled": e["enabled"]})
+                (n[len(B.ENTRY_PREFIX):],
+                 {"entry": n, "interpreter": e["interpreter"], "flags": e["flags"], "enabled": e["enabled"]})
                 for n, e in sorted(after.items()) if e is not None),
         }
         if self.module._diff:
