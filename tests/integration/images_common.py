@@ -1,0 +1,55 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared helpers for the disk_image / partition_table integration tests."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLL = os.path.join(TOP, ".tmp", "collections")
+
+
+def ansible_env(extra=None):
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", COLL)
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_LOCALHOST_WARNING"] = "False"
+    env["ANSIBLE_INVENTORY_UNPARSED_WARNING"] = "False"
+    env.pop("SOURCE_DATE_EPOCH", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_module(module, args, check=False, diff=False, env=None):
+    """Run vmhost.virt.<module> on localhost through ansible-playbook; return its result."""
+    fd, result_file = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "tasks": [{"name": "module", "vmhost.virt." + module: args,
+                        "register": "out", "ignore_errors": True},
+                       {"name": "save", "ansible.builtin.copy": {
+                           "content": "{{ out | to_json }}", "dest": result_file},
+                        "check_mode": False, "diff": False}]}]
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as handle:
+        json.dump(play, handle)
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+           "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable, handle.name]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, env=ansible_env(env))
+    finally:
+        os.unlink(handle.name)
+    try:
+        with open(result_file) as handle:
+            return json.load(handle)
+    except ValueError:
+        raise AssertionError("ansible-playbook saved no result:\n%s\n%s"
+                             % (proc.stdout[-3000:], proc.stderr[-2000:]))
+    finally:
+        os.unlink(result_file)
