@@ -110,7 +110,7 @@ options:
   skip_host_family:
     description:
       - Never manage the platforms of the host's own family (on an x86_64 host V(i386), V(i486) and
-        V(x86_64)), so the kernel never hands native programs to QEMU. Skipped names are returned in RV(skipped).
+        V(x86_64)), so the kernel never hands native programs to QEMU. Skipped names are returned in RV(skipped_platforms).
     type: bool
     default: true
   persistent:
@@ -180,7 +180,7 @@ registered:
       interpreter: /usr/bin/qemu-aarch64-static
       flags: PF
       enabled: true
-skipped:
+skipped_platforms:
   description: Requested platforms left alone because they belong to the host's own family.
   returned: always
   type: list
@@ -454,7 +454,7 @@ class QemuBinfmt(object):
         result = {
             "changed": bool(self.actions),
             "actions": self.actions,
-            "skipped": skipped,
+            "skipped_platforms": skipped,
             "persistent": persistent,
             "registered": dict(
                 (n[len(B.ENTRY_PREFIX):],

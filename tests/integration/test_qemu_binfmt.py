@@ -251,7 +251,8 @@ def test_match_file(clean, busybox):
 
 def test_host_family_is_skipped(clean):
     res = qemu_binfmt(check=True, platforms=["x86_64", "i386", "riscv64"], persistent=False)
-    assert res["skipped"] == ["x86_64", "i386"]
+    assert res["skipped_platforms"] == ["x86_64", "i386"]
+    assert not res.get("skipped"), "a result key named skipped would mark the task skipped"
     assert [a for a in res["actions"] if not a.startswith("mount")] == ["register qemu-riscv64"]
 
 
