@@ -33,3 +33,13 @@ def test_every_os_vars_file_defines_the_same_private_names():
         assert all(k.startswith("__qemu_binfmt_") for k in keys), path
         names = keys if names is None else names
         assert keys == names, path
+
+
+def test_module_documentation_lists_exactly_the_table():
+    """The platform names in the module's DOCUMENTATION are the table's, in its order."""
+    import re
+    source = (ROLE.parents[1] / "plugins" / "modules" / "qemu_binfmt.py").read_text()
+    doc = yaml.safe_load(source.split('DOCUMENTATION = r"""', 1)[1].split('"""', 1)[0])
+    text = " ".join(doc["options"]["platforms"]["description"])
+    listed = re.findall(r"V\(([a-z0-9_]+)\)", text.split("Valid names are", 1)[1])
+    assert tuple(listed) == B.PLATFORM_NAMES
