@@ -1,0 +1,388 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, vmhost.virt contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: iso9660
+short_description: Build reproducible ISO 9660 images (data, cloud-init seeds, bootable media)
+version_added: 0.1.0
+description:
+  - Writes an ISO 9660 image from graft points (O(files)) and generated files (O(content)), with Rock Ridge
+    and Joliet, optionally bootable with GRUB for BIOS and EFI and as a hybrid image for USB sticks.
+  - The image is byte-reproducible - the same inputs give the same sha256 on any machine, in any time zone,
+    at any time. Every date is O(source_date_epoch), owners are root, and the tree is traversed in sorted order.
+  - Idempotent - the image is rebuilt into a temporary file next to O(path) and compared with the existing
+    image; when the bytes are equal nothing is replaced and the module reports no change.
+  - The backend is C(xorriso), chosen by measurement over pycdlib (see the collection's C(docs/iso9660.md)).
+author:
+  - vmhost.virt contributors
+requirements:
+  - xorriso
+  - grub-mkimage with the i386-pc and x86_64-efi modules, mkfs.fat and mtools (only with O(boot))
+options:
+  path:
+    description: The ISO image to write. Its directory must exist.
+    type: path
+    required: true
+  files:
+    description:
+      - Graft points. Each O(files[].src) (a file, or a directory taken recursively) appears at O(files[].dest)
+        in the image.
+      - Modes, symbolic links and long names inside directories are kept (with O(rock_ridge)). A symbolic link
+        named as O(files[].src) itself is followed.
+      - Two entries that map to the same path in the image are an error.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      src:
+        description: File or directory on the managed node.
+        type: path
+        required: true
+      dest:
+        description: Path inside the image, for example V(/boot/vmlinuz); V(/) merges a directory into the root.
+        type: str
+        required: true
+  content:
+    description: Small generated files.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      dest:
+        description: Path inside the image.
+        type: str
+        required: true
+      content:
+        description: The text of the file (written as UTF-8).
+        type: str
+        required: true
+      mode:
+        description: Permission bits of the file in the image (Rock Ridge), octal.
+        type: raw
+        default: '0644'
+  volume_id:
+    description:
+      - Volume identifier (label). Upper-cased, then it must be 1 to 32 characters from V(A-Z), V(0-9) and V(_).
+      - Defaults to V(ISOIMAGE), or V(CIDATA) with O(cidata).
+    type: str
+  volume_uuid:
+    description:
+      - ISO 9660 "UUID" as shown by blkid and GRUB, V(YYYY-MM-DD-hh-mm-ss-cc). It becomes the volume creation and
+        modification dates, so a boot loader can find this very image with C(search --fs-uuid).
+      - Default is the date of O(source_date_epoch).
+    type: str
+  source_date_epoch:
+    description:
+      - Seconds since 1970-01-01 UTC used for every file date and (without O(volume_uuid)) the volume dates.
+      - Default is the E(SOURCE_DATE_EPOCH) environment variable of the managed node, else V(1).
+    type: int
+  rock_ridge:
+    description: Record POSIX names (long, case-sensitive), modes and symbolic links (Rock Ridge).
+    type: bool
+    default: true
+  joliet:
+    description: Add a Joliet tree (Unicode names for Windows).
+    type: bool
+    default: true
+  interchange_level:
+    description:
+      - ISO 9660 interchange level. Names are checked against it when neither O(rock_ridge) nor O(joliet) carries
+        the real names (level 1 is 8.3 names, 2 and 3 allow 30 characters; 3 also allows files over 4 GiB).
+    type: int
+    choices: [1, 2, 3]
+    default: 3
+  mode:
+    description: Permission bits of the image file, octal.
+    type: raw
+    default: '0644'
+  boot:
+    description:
+      - Make the image bootable with GRUB. O(boot.grub_config) must be in the image (from O(files) or O(content))
+        and load a kernel and initrd the image carries.
+      - GRUB images are generated with C(grub-mkimage) and embed a short configuration that finds this image
+        by O(volume_uuid) and loads O(boot.grub_config).
+    type: dict
+    suboptions:
+      grub_config:
+        description: Path in the image of the GRUB configuration to load.
+        type: str
+        default: /boot/grub/grub.cfg
+      bios:
+        description: El Torito boot image for BIOS (C(/boot/grub/eltorito.img), GRUB i386-pc-eltorito).
+        type: bool
+        default: true
+      efi:
+        description:
+          - El Torito EFI boot image C(/boot/grub/efi.img), a FAT file system built without root (mkfs.fat and
+            mtools) holding a standalone GRUB C(EFI/BOOT/BOOTX64.EFI); its serial number derives from O(volume_uuid).
+        type: bool
+        default: true
+      hybrid:
+        description: Hybrid MBR (GRUB's boot_hybrid.img) and partition entries so the same file boots from a USB stick.
+        type: bool
+        default: true
+  cidata:
+    description:
+      - Shorthand for a cloud-init NoCloud seed. Writes C(user-data) (a dictionary becomes a C(#cloud-config)
+        YAML document), C(meta-data) (an C(instance-id) derived from the user data is added when missing) and,
+        when given, C(network-config). The volume id becomes V(CIDATA).
+    type: dict
+    suboptions:
+      user_data:
+        description: Cloud config as a dictionary, or a complete user-data text starting with a C(#) header.
+        type: raw
+      meta_data:
+        description: Meta data as a dictionary (for example C(instance-id), C(local-hostname)) or text.
+        type: raw
+      network_config:
+        description: Network configuration (version 1 or 2) as a dictionary or text.
+        type: raw
+attributes:
+  check_mode:
+    support: full
+    details: The image is built into a temporary directory and compared; nothing at O(path) is written.
+  diff_mode:
+    support: full
+    details: Lists the paths added, removed and changed in the image, and both listings.
+  safe_file_operations:
+    support: full
+    details: The image is written to a temporary file in the directory of O(path) and renamed into place.
+  idempotent:
+    support: full
+    details: A second run with the same inputs rebuilds into a temporary file, finds the same bytes and reports no change.
+notes:
+  - Backend measured on 2 shared cores, 1 GiB tree (65 570 small files and four 128 MiB files) - xorriso 4.5-6.8 s,
+    pycdlib 11.5-11.8 s. The module's time and ratio to C(xorriso -as mkisofs -R -J) are in C(docs/iso9660.md).
+  - The GRUB images come from the GRUB installed on the managed node, so the same sha256 needs the same GRUB
+    and xorriso versions.
+seealso:
+  - name: community.general.iso_create
+    description: The pycdlib-based peer; it always reports a change and its images carry the build time.
+    link: https://docs.ansible.com/ansible/latest/collections/community/general/iso_create_module.html
+"""
+
+EXAMPLES = r"""
+- name: Put a directory tree and a generated file on a data ISO
+  vmhost.virt.iso9660:
+    path: /srv/images/tools.iso
+    volume_id: tools
+    files:
+      - src: /srv/tools/
+        dest: /
+    content:
+      - dest: /README.txt
+        content: "Tools for the build machines.\n"
+
+- name: Build a cloud-init NoCloud seed that creates a user with an SSH key
+  vmhost.virt.iso9660:
+    path: /var/lib/libvirt/images/guest1-seed.iso
+    cidata:
+      user_data:
+        users:
+          - name: admin
+            sudo: ALL=(ALL) NOPASSWD:ALL
+            shell: /bin/bash
+            ssh_authorized_keys:
+              - "{{ lookup('ansible.builtin.file', '/root/.ssh/id_ed25519.pub') }}"
+      meta_data:
+        instance-id: guest1
+        local-hostname: guest1
+
+- name: Build a bootable rescue ISO for BIOS and EFI (also a hybrid USB image)
+  vmhost.virt.iso9660:
+    path: /srv/images/rescue.iso
+    volume_id: rescue
+    volume_uuid: "2024-05-01-12-00-00-00"
+    source_date_epoch: 1714564800
+    files:
+      - src: /boot/vmlinuz
+        dest: /boot/vmlinuz
+      - src: /boot/initrd.img
+        dest: /boot/initrd.img
+    content:
+      - dest: /boot/grub/grub.cfg
+        content: |
+          serial --unit=0 --speed=115200
+          terminal_input serial console
+          terminal_output serial console
+          set timeout=3
+          menuentry "Rescue" {
+            linux /boot/vmlinuz console=ttyS0
+            initrd /boot/initrd.img
+          }
+    boot: {}
+"""
+
+RETURN = r"""
+path:
+  description: The image path.
+  returned: always
+  type: str
+  sample: /srv/images/rescue.iso
+sha256:
+  description: SHA-256 of the image (in check mode, of the image a real run would write).
+  returned: success
+  type: str
+  sample: 9f2c5f0a2b1d5e3c4d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4
+size:
+  description: Size of the image in bytes.
+  returned: success
+  type: int
+  sample: 1157978112
+volume_id:
+  description: The volume id written (upper-cased).
+  returned: success
+  type: str
+  sample: RESCUE
+volume_uuid:
+  description: The ISO 9660 UUID (volume date) of the image, as blkid and GRUB show it.
+  returned: success
+  type: str
+  sample: "2024-05-01-12-00-00-00"
+source_date_epoch:
+  description: The epoch every date in the image was set from.
+  returned: success
+  type: int
+  sample: 1714564800
+entries:
+  description: Number of files, directories and links in the image (boot images and catalog included).
+  returned: success
+  type: int
+  sample: 42
+changes:
+  description: Paths added, removed and changed compared with the previous image (computed in diff mode only).
+  returned: when changed and in diff mode
+  type: dict
+  sample: {"added": ["/etc/motd"], "removed": [], "changed": ["/boot/grub/grub.cfg"]}
+"""
+
+import os
+import shutil
+import tempfile
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vmhost.virt.plugins.module_utils.iso import (
+    IsoError, ImageSink, build, diff_images, format_listing, make_plan, parse_mode,
+    HAS_YAML, YAML_IMPORT_ERROR,
+)
+from ansible.module_utils.basic import missing_required_lib
+
+
+def run_module(module):
+    p = module.params
+    path = p["path"]
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(parent):
+        module.fail_json(msg="the directory %s of path does not exist; create it first" % parent, path=path)
+    if os.path.isdir(path):
+        module.fail_json(msg="path %s is a directory; give the file name of the image" % path, path=path)
+    if p["cidata"] is not None and not HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"), exception=str(YAML_IMPORT_ERROR))
+    try:
+        file_mode = parse_mode(p["mode"], "mode")
+        plan = make_plan(
+            files=p["files"], content=p["content"], volume_id=p["volume_id"],
+            volume_uuid=p["volume_uuid"], source_date_epoch=p["source_date_epoch"], rock_ridge=p["rock_ridge"],
+            joliet=p["joliet"], interchange_level=p["interchange_level"], boot=p["boot"], cidata=p["cidata"])
+    except IsoError as exc:
+        module.fail_json(msg=str(exc), path=path)
+
+    exists = os.path.lexists(path)
+    if exists and not os.path.isfile(path):
+        module.fail_json(msg="path %s exists and is not a regular file; this module writes image files only" % path,
+                         path=path)
+    # The stream from xorriso is compared with the existing image as it arrives; a new file is only
+    # written (next to path, then renamed) from the first differing byte on. Check mode writes nothing,
+    # unless a diff needs the new image to list it (then into the module's temporary directory).
+    keep = not module.check_mode or module._diff
+    workdir = tempfile.mkdtemp(prefix=".iso9660-", dir=module.tmpdir if module.check_mode else parent)
+    candidate = os.path.join(workdir, os.path.basename(path))
+    sink = ImageSink(path if exists else None, candidate if keep else None)
+    try:
+        try:
+            build(plan, sink, tmpdir=module.tmpdir)
+        except IsoError as exc:
+            sink.discard()
+            module.fail_json(msg=str(exc), path=path)
+        content_same = sink.close()
+        mode_same = exists and (os.stat(path).st_mode & 0o7777) == file_mode
+        changed = not (content_same and mode_same)
+        result = dict(changed=changed, path=path, sha256=sink.sha256, size=sink.size,
+                      volume_id=plan.volume_id, volume_uuid=plan.volume_uuid, source_date_epoch=plan.epoch,
+                      entries=len(plan.entries))
+        for warning in plan.warnings:
+            module.warn(warning)
+        if not content_same and module._diff:
+            try:
+                result["changes"] = diff_images(path if exists else None, candidate)
+                result["diff"] = {
+                    "before_header": path if exists else "(absent)",
+                    "after_header": path,
+                    "before": format_listing(path if exists else None),
+                    "after": format_listing(candidate),
+                }
+            except IsoError as exc:
+                module.warn("cannot list the images for the diff: %s" % exc)
+        if changed and not module.check_mode:
+            if content_same:
+                os.chmod(path, file_mode)
+            else:
+                os.chmod(candidate, file_mode)
+                os.replace(candidate, path)
+        module.exit_json(**result)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            files=dict(type="list", elements="dict", default=[], options=dict(
+                src=dict(type="path", required=True),
+                dest=dict(type="str", required=True),
+            )),
+            content=dict(type="list", elements="dict", default=[], options=dict(
+                dest=dict(type="str", required=True),
+                content=dict(type="str", required=True),
+                mode=dict(type="raw", default="0644"),
+            )),
+            volume_id=dict(type="str"),
+            volume_uuid=dict(type="str"),
+            source_date_epoch=dict(type="int"),
+            rock_ridge=dict(type="bool", default=True),
+            joliet=dict(type="bool", default=True),
+            interchange_level=dict(type="int", choices=[1, 2, 3], default=3),
+            mode=dict(type="raw", default="0644"),
+            boot=dict(type="dict", options=dict(
+                grub_config=dict(type="str", default="/boot/grub/grub.cfg"),
+                bios=dict(type="bool", default=True),
+                efi=dict(type="bool", default=True),
+                hybrid=dict(type="bool", default=True),
+            )),
+            cidata=dict(type="dict", options=dict(
+                user_data=dict(type="raw"),
+                meta_data=dict(type="raw"),
+                network_config=dict(type="raw"),
+            )),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        run_module(module)
+    except Exception as exc:  # pragma: no cover - last resort, keeps a readable message
+        module.fail_json(msg="iso9660 failed unexpectedly: %s" % exc, exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Shared helpers of the iso9660 integration tests: run the module through Ansible, read images back."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+COLL = str(ROOT / ".tmp" / "collections")
+
+
+def ansible_env(extra=None):
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", COLL)
+    env.setdefault("PYTHONPATH", COLL)
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+    env.pop("SOURCE_DATE_EPOCH", None)
+    env.update(extra or {})
+    return env
+
+
+def run_module(args, check=False, diff=False, env=None, prefix=()):
+    """Run vmhost.virt.iso9660 on localhost; return (result dict, failed?)."""
+    argv = list(prefix) + [str(ROOT / ".venv" / "bin" / "ansible"), "localhost",
+                           "-e", "ansible_python_interpreter=" + sys.executable,
+                           "-m", "vmhost.virt.iso9660", "-a", json.dumps(args)]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    proc = subprocess.run(argv, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          check=False)
+    out = proc.stdout
+    marker = out.find(" => {")
+    assert marker >= 0, "no module result in output:\n%s\n%s" % (out, proc.stderr)
+    header = out[:marker]
+    result = json.loads(out[marker + 4:out.rindex("}") + 1])
+    failed = "FAILED" in header
+    return result, failed
+
+
+def lsdl(image):
+    """{path: (mode string, size, link target)} as xorriso reads the Rock Ridge tree."""
+    proc = subprocess.run(["xorriso", "-no_rc", "-indev", image, "-find", "/", "-exec", "lsdl", "--"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
+    out = {}
+    for line in proc.stdout.splitlines():
+        if not line.startswith(("d", "-", "l", "e")):
+            continue
+        fields = line.split(None, 8)
+        rest = fields[8]
+        date = " ".join(fields[5:8])
+        if " -> " in rest:
+            name, target = rest.split(" -> ", 1)
+            target = target.strip("'")
+        else:
+            name, target = rest, None
+        out[name.strip("'")] = (fields[0], int(fields[4]), target, date)
+    return out
+
+
+def pvd(image):
+    """The primary volume descriptor fields xorriso reports (-pvd_info)."""
+    proc = subprocess.run(["xorriso", "-no_rc", "-indev", image, "-pvd_info"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
+    info = {}
+    for line in proc.stdout.splitlines():
+        if ":" in line:
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    return info
+
+
+def extract(image, iso_path, tmp):
+    """Bytes of one file of the image (copied out with osirrox)."""
+    dest = os.path.join(str(tmp), "extracted-" + iso_path.strip("/").replace("/", "_"))
+    subprocess.run(["xorriso", "-no_rc", "-indev", image, "-osirrox", "on", "-extract", iso_path, dest],
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+    with open(dest, "rb") as f:
+        data = f.read()
+    os.unlink(dest)
+    return data

@@ -1,0 +1,348 @@
+"""Unit tests of plugins/module_utils/iso.py: validation, planning, the xorriso command."""
+import os
+import re
+
+import pytest
+import yaml
+from hypothesis import given, strategies as st
+
+from ansible_collections.vmhost.virt.plugins.module_utils import iso
+
+
+# ------------------------------------------------------------ volume id, dates, uuid
+
+def test_volume_id_is_upper_cased():
+    assert iso.normalize_volume_id("guix_image") == "GUIX_IMAGE"
+
+
+@pytest.mark.parametrize("vid, fragment", [
+    ("a" * 33, "33 characters long after upper-casing, at most 32"),
+    ("my-disk", "'-'"),
+    ("two words", "' '"),
+    ("", "empty"),
+    ("été", "'É'"),
+])
+def test_volume_id_errors_say_what_is_wrong(vid, fragment):
+    with pytest.raises(iso.IsoError) as err:
+        iso.normalize_volume_id(vid)
+    assert fragment in str(err.value)
+
+
+def test_volume_id_reports_both_problems():
+    with pytest.raises(iso.IsoError) as err:
+        iso.normalize_volume_id("x-" * 20)
+    assert "40 characters" in str(err.value) and "'-'" in str(err.value)
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", min_size=1, max_size=32))
+def test_valid_volume_ids_round_trip(vid):
+    assert iso.normalize_volume_id(vid) == vid.upper()
+
+
+def test_epoch_precedence():
+    assert iso.resolve_epoch(5, {"SOURCE_DATE_EPOCH": "7"}) == 5
+    assert iso.resolve_epoch(None, {"SOURCE_DATE_EPOCH": "7"}) == 7
+    assert iso.resolve_epoch(None, {}) == 1
+    assert iso.resolve_epoch(None, {"SOURCE_DATE_EPOCH": ""}) == 1
+    with pytest.raises(iso.IsoError, match="SOURCE_DATE_EPOCH must be a whole number"):
+        iso.resolve_epoch(None, {"SOURCE_DATE_EPOCH": "yesterday"})
+    with pytest.raises(iso.IsoError, match="between 0 and"):
+        iso.resolve_epoch(-3, {})
+
+
+def test_timestring_is_utc_whatever_tz(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    assert iso.timestring(1) == "1970010100000100"
+    assert iso.timestring(1714564800) == "2024050112000000"
+
+
+def test_volume_uuid_forms():
+    assert iso.parse_volume_uuid("2024-05-01-12-00-00-00") == ("2024050112000000", "2024-05-01-12-00-00-00")
+    assert iso.parse_volume_uuid("2024050112000000")[1] == "2024-05-01-12-00-00-00"
+    for bad in ("2024-13-01-12-00-00-00", "1234", "2024-05-01T12:00:00", "2024-0501-12-00-00-00-0"):
+        with pytest.raises(iso.IsoError, match="volume_uuid"):
+            iso.parse_volume_uuid(bad)
+
+
+def test_fat_serial_is_8_hex_digits_and_depends_on_uuid():
+    a, b = iso.fat_serial("2024-05-01-12-00-00-00"), iso.fat_serial("2024-05-01-12-00-00-01")
+    assert re.match(r"^[0-9A-F]{8}$", a) and a != b
+
+
+# ------------------------------------------------------------ names
+
+@pytest.mark.parametrize("name, is_dir, level, ok", [
+    ("README.TXT", False, 1, True),
+    ("readme.txt", False, 1, True),          # upper-cased like the volume id
+    ("LONGNAME9.TXT", False, 1, False),
+    ("FILE.HTML", False, 1, False),
+    ("DIRECTORY", True, 1, False),
+    ("DIRECTORY", True, 2, True),
+    ("A" * 31, False, 2, False),
+    ("A" * 30, False, 3, True),
+    ("my-file", False, 3, False),
+    ("two.dots.txt", False, 3, False),
+])
+def test_plain_iso_names_follow_the_level(name, is_dir, level, ok):
+    problem = iso.name_problem(name, is_dir, level, rock_ridge=False, joliet=False)
+    assert (problem is None) == ok, problem
+
+
+def test_rock_ridge_allows_long_names_up_to_255_bytes():
+    assert iso.name_problem("x" * 255, False, 1, True, True) is None
+    assert "255 bytes" in iso.name_problem("x" * 256, False, 1, True, True)
+
+
+def test_joliet_without_rock_ridge_limits_names():
+    assert iso.name_problem("a b-c.txt", False, 1, False, True) is None
+    assert "64 characters" in iso.name_problem("x" * 65, False, 1, False, True)
+    assert "':'" in iso.name_problem("a:b", False, 1, False, True)
+
+
+@pytest.mark.parametrize("dest", ["", "/a/../b", "/a//b", "./x"])
+def test_bad_dest(dest):
+    with pytest.raises(iso.IsoError):
+        iso.split_dest(dest, "files[0]")
+
+
+# ------------------------------------------------------------ planning
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "tree"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "sub" / "deeper" / "file.txt").write_text("x")
+    (root / "a-rather-long-name-with-MixedCase and spaces.txt").write_text("y")
+    os.symlink("sub/deeper/file.txt", root / "link")
+    os.chmod(root / "sub", 0o750)
+    return root
+
+
+def test_plan_walks_sorted_and_keeps_modes_and_links(tree):
+    plan = iso.make_plan(files=[{"src": str(tree), "dest": "/data"}],
+                         content=[{"dest": "/etc/motd", "content": "hi", "mode": "0600"}])
+    assert plan.listing() == [
+        "d 0755 /data",
+        "f 0644 /data/a-rather-long-name-with-MixedCase and spaces.txt",
+        "l 0777 /data/link -> sub/deeper/file.txt",
+        "d 0750 /data/sub",
+        "d 0755 /data/sub/deeper",
+        "f 0644 /data/sub/deeper/file.txt",
+        "d 0755 /etc",
+        "f 0600 /etc/motd",
+    ]
+    assert plan.volume_id == "ISOIMAGE" and plan.epoch == 1
+
+
+def test_missing_src(tmp_path):
+    with pytest.raises(iso.IsoError, match=r"files\[0\] .*does not exist"):
+        iso.make_plan(files=[{"src": str(tmp_path / "nope"), "dest": "/x"}])
+
+
+def test_two_entries_one_iso_path(tree):
+    with pytest.raises(iso.IsoError, match=r"both map to the ISO path /data/link"):
+        iso.make_plan(files=[{"src": str(tree), "dest": "/data"}],
+                      content=[{"dest": "/data/link", "content": "clash"}])
+    with pytest.raises(iso.IsoError, match=r"files\[0\].*files\[1\].*both map to the ISO path /x"):
+        iso.make_plan(files=[{"src": str(tree / "sub/deeper/file.txt"), "dest": "/x"},
+                             {"src": str(tree / "link"), "dest": "/x"}])
+
+
+def test_file_under_a_file_is_a_clash(tree):
+    with pytest.raises(iso.IsoError, match="as a directory"):
+        iso.make_plan(content=[{"dest": "/a", "content": "1"}, {"dest": "/a/b", "content": "2"}])
+
+
+def test_directories_merge(tree):
+    plan = iso.make_plan(files=[{"src": str(tree / "sub"), "dest": "/"}, {"src": str(tree / "sub"), "dest": "/"}]
+                         [:1], content=[{"dest": "/deeper/new.txt", "content": "n"}])
+    assert "f 0644 /deeper/new.txt" in plan.listing() and "f 0644 /deeper/file.txt" in plan.listing()
+
+
+def test_upper_case_collision_without_rock_ridge_and_joliet():
+    with pytest.raises(iso.IsoError, match="both map"):
+        iso.make_plan(content=[{"dest": "/readme.txt", "content": "1"}, {"dest": "/README.TXT", "content": "2"}],
+                      rock_ridge=False, joliet=False)
+
+
+def test_level_1_rejects_long_names():
+    with pytest.raises(iso.IsoError, match=r"component 'longfilename.txt' .*8\.3"):
+        iso.make_plan(content=[{"dest": "/longfilename.txt", "content": "1"}], rock_ridge=False, joliet=False,
+                      interchange_level=1)
+
+
+def test_symlink_needs_rock_ridge(tree):
+    with pytest.raises(iso.IsoError, match="turn rock_ridge on"):
+        iso.make_plan(files=[{"src": str(tree), "dest": "/"}], rock_ridge=False)
+
+
+def test_deep_tree_needs_rock_ridge():
+    dest = "/" + "/".join("D%d" % i for i in range(9)) + "/F.TXT"
+    with pytest.raises(iso.IsoError, match="directories deep"):
+        iso.make_plan(content=[{"dest": dest, "content": "1"}], rock_ridge=False, joliet=False)
+    iso.make_plan(content=[{"dest": dest, "content": "1"}])
+
+
+def test_bad_mode():
+    with pytest.raises(iso.IsoError, match="octal"):
+        iso.make_plan(content=[{"dest": "/x", "content": "1", "mode": "rw-r--r--"}])
+
+
+def test_boot_needs_its_config_in_the_image():
+    with pytest.raises(iso.IsoError, match=r"GRUB configuration /boot/grub/grub.cfg is not in the image"):
+        iso.make_plan(content=[{"dest": "/vmlinuz", "content": "k"}], boot={})
+    plan = iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={})
+    assert plan.boot["images"] == [iso.BIOS_IMAGE, iso.EFI_IMAGE]
+    with pytest.raises(iso.IsoError, match="both map"):
+        iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"},
+                               {"dest": "/boot/grub/efi.img", "content": "mine"}], boot={})
+    with pytest.raises(iso.IsoError, match="hybrid needs bios"):
+        iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={"bios": False})
+
+
+def test_early_config_finds_the_image_by_uuid():
+    plan = iso.make_plan(content=[{"dest": "/g.cfg", "content": "c"}], boot={"grub_config": "/g.cfg"},
+                         volume_uuid="2024-05-01-12-00-00-00")
+    text = iso.early_grub_config(plan)
+    assert "--fs-uuid --set=root 2024-05-01-12-00-00-00" in text and "configfile ($root)/g.cfg" in text
+
+
+# ------------------------------------------------------------ cidata
+
+def test_cidata_writes_cloud_config():
+    plan = iso.make_plan(cidata={"user_data": {"users": [{"name": "alice"}]},
+                                 "network_config": {"version": 2}})
+    assert plan.volume_id == "CIDATA"
+    files = {e.iso_path: e.data.decode() for e in plan.generated}
+    assert files["/user-data"].startswith("#cloud-config\n")
+    assert yaml.safe_load(files["/user-data"]) == {"users": [{"name": "alice"}]}
+    meta = yaml.safe_load(files["/meta-data"])
+    assert meta["instance-id"].startswith("iid-")
+    assert yaml.safe_load(files["/network-config"]) == {"version": 2}
+
+
+def test_cidata_keeps_given_instance_id_and_rejects_other_labels():
+    plan = iso.make_plan(cidata={"meta_data": {"instance-id": "vm1"}})
+    assert yaml.safe_load(next(e.data for e in plan.generated if e.iso_path == "/meta-data")) == {"instance-id": "vm1"}
+    with pytest.raises(iso.IsoError, match="CIDATA"):
+        iso.make_plan(cidata={}, volume_id="seed")
+    with pytest.raises(iso.IsoError, match="#cloud-config"):
+        iso.make_plan(cidata={"user_data": "users: []"})
+
+
+# ------------------------------------------------------------ the xorriso command
+
+def test_xorriso_command_fixes_every_date_and_owner(tree):
+    plan = iso.make_plan(files=[{"src": str(tree), "dest": "/data"}], content=[{"dest": "/m", "content": "x"}],
+                         source_date_epoch=1714564800, volume_id="v")
+    argv = iso.xorriso_command(plan, "/out.iso", {"/m": "/stage/m"})
+    text = " ".join(argv)
+    assert "-volume_date all_file_dates =1714564800" in text
+    assert "-volume_date uuid 2024050112000000" in text
+    assert "-iso_nowtime =1714564800" in text
+    assert "-chown_r 0 / -- -chgrp_r 0 / --" in text
+    assert "-map %s /data" % tree in text and "-map /stage/m /m -chmod 0644 /m --" in text
+    assert "-volid V" in text and argv[-2:] == ["-commit", "-end"]
+
+
+def test_volume_uuid_overrides_volume_dates():
+    plan = iso.make_plan(volume_uuid="2020-01-02-03-04-05-06", source_date_epoch=9)
+    text = " ".join(iso.xorriso_command(plan, "/o", {}))
+    assert "-volume_date c 2020010203040506" in text and "-volume_date m 2020010203040506" in text
+    assert "all_file_dates =9" in text
+
+
+def test_boot_arguments():
+    plan = iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={})
+    text = " ".join(iso.boot_arguments(plan))
+    for piece in ("bin_path=/boot/grub/eltorito.img", "boot_info_table=on", "grub2_mbr=", "next",
+                  "efi_path=/boot/grub/efi.img", "platform_id=0xef", "gpt_disk_guid=volume_date_uuid"):
+        assert piece in text
+    plan = iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}],
+                         boot={"efi": False, "hybrid": False})
+    text = " ".join(iso.boot_arguments(plan))
+    assert "efi_path" not in text and "grub2_mbr" not in text
+
+
+def test_fat_image_commands_are_root_less_and_dated(tmp_path):
+    calls = []
+
+    def run(argv, env=None, cwd=None):
+        calls.append((argv, env))
+        return 0, "", ""
+
+    loader = tmp_path / "BOOTX64.EFI"
+    loader.write_bytes(b"x" * 1000)
+    iso.make_fat_image(str(tmp_path / "efi.img"), {"EFI/BOOT/BOOTX64.EFI": str(loader)}, "0A0B0C0D", 1, run=run)
+    argvs = [c[0] for c in calls]
+    assert argvs[0][:6] == ["mkfs.fat", "-C", "--invariant", "-i", "0A0B0C0D", "-n"]
+    assert [a[0] for a in argvs[1:]] == ["mmd", "mmd", "mcopy"]
+    assert all(c[1]["SOURCE_DATE_EPOCH"] == str(iso.FAT_EPOCH) and c[1]["TZ"] == "UTC" for c in calls)
+
+
+def test_xorriso_failure_is_reported_and_nothing_is_left(tmp_path):
+    plan = iso.make_plan(content=[{"dest": "/x", "content": "1"}])
+
+    class FailingXorriso(object):
+        def __init__(self, argv, env=None, stdin=None, stdout=None, stderr=None):
+            assert argv[0] == "xorriso" and env["TZ"] == "UTC"
+            stdout.write(b"xorriso : NOTE : chatter\nxorriso : FAILURE : something broke\n")
+            stdout.flush()
+            self.returncode = 5
+
+        def poll(self):
+            return self.returncode
+
+    out = tmp_path / "o.iso"
+    with pytest.raises(iso.IsoError, match=r"xorriso failed .exit 5.: xorriso : FAILURE : something broke$"):
+        iso.build_file(plan, str(out), popen=FailingXorriso, tmpdir=str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def _feed(sink, data, cut):
+    pos = 0
+    for c in cut:
+        sink.write(data[pos:pos + c])
+        pos += c
+    sink.write(data[pos:])
+
+
+@given(old=st.binary(max_size=300), new=st.binary(max_size=300),
+       cut=st.lists(st.integers(min_value=1, max_value=40), max_size=10))
+def test_image_sink_writes_exactly_the_stream_and_only_when_it_differs(tmp_path_factory, old, new, cut):
+    d = tmp_path_factory.mktemp("sink")
+    existing, candidate = d / "old.iso", d / "new.iso"
+    existing.write_bytes(old)
+    sink = iso.ImageSink(str(existing), str(candidate))
+    _feed(sink, new, cut)
+    same = sink.close()
+    assert same == (old == new)
+    assert sink.sha256 == __import__("hashlib").sha256(new).hexdigest() and sink.size == len(new)
+    if same:
+        assert not candidate.exists()
+    else:
+        assert candidate.read_bytes() == new
+    assert existing.read_bytes() == old
+
+
+def test_image_sink_check_mode_writes_nothing(tmp_path):
+    existing = tmp_path / "old.iso"
+    existing.write_bytes(b"a" * 100)
+    sink = iso.ImageSink(str(existing), None)
+    sink.write(b"a" * 50 + b"b" * 50)
+    assert sink.close() is False
+    assert os.listdir(tmp_path) == ["old.iso"]
+
+
+def test_listing_parser():
+    out = ("drwxr-xr-x    1 0        0               0 Jan  1  1970 '/'\n"
+           "-rw-r--r--    1 0        0               3 Jan  1  1970 '/it'\"'\"'s'\n"
+           "lrwxrwxrwx    1 0        0               0 Jan  1  1970 '/l' -> 'it'\"'\"'s'\n"
+           "File data lba:  0 ,       33 ,        1 ,          3 , '/it'\"'\"'s'\n")
+
+    def run(argv, env=None, cwd=None):
+        return 0, out, ""
+
+    got = iso.read_listing("/x.iso", run=run)
+    assert got["/it's"] == ("-rw-r--r--", 3, None, [(33, 1)])
+    assert got["/l"] == ("lrwxrwxrwx", 0, "it's", [])
