@@ -435,9 +435,16 @@ def _ecc_params(tree, head, what):
     return ecc, qv
 
 
+def _parse_named(data, what):
+    try:
+        return sexp_parse(data)
+    except KeysError as exc:
+        raise KeysError("%s: %s" % (what, exc))
+
+
 def parse_guix_secret(data, what="Guix secret key"):
     """Return ``(d, q)`` from a Guix secret key file; check q = d*B."""
-    tree = sexp_parse(data)
+    tree = _parse_named(data, what)
     ecc, q = _ecc_params(tree, b"private-key", what)
     dnode = sexp_find(ecc, b"d")
     if dnode is None or len(dnode) != 2 or isinstance(dnode[1], list):
@@ -452,7 +459,7 @@ def parse_guix_secret(data, what="Guix secret key"):
 
 def parse_guix_public(data, what="Guix public key"):
     """Return the 32-byte q of a Guix public key file."""
-    return _ecc_params(sexp_parse(data), b"public-key", what)[1]
+    return _ecc_params(_parse_named(data, what), b"public-key", what)[1]
 
 
 def guix_public_tree(q):
