@@ -531,6 +531,7 @@ class Secrets(object):
                 existing = host_keys or []
                 if host_keys is None:
                     self.ensure_dir(p["host_guix_dir"], 0o755, enforce=False)
+                self.clean_temps(p["host_guix_dir"])
                 if guest_tree is None:
                     # Check mode with a key still to be created: the ACL changes.
                     self.install([(host_acl_path, b"", 0o644)], verb="updated" if host_keys is not None else "created")
@@ -548,6 +549,7 @@ class Secrets(object):
             result["nix_public_key"] = public
             if p["host_nix_conf"]:
                 self.ensure_dir(os.path.dirname(p["host_nix_conf"]) or ".", 0o755, enforce=False)
+                self.clean_temps(os.path.dirname(p["host_nix_conf"]) or ".")
                 if public is None:
                     self.install([(p["host_nix_conf"], b"", 0o644)], verb="updated")
                 else:
