@@ -160,7 +160,7 @@ def split_dest(dest, what):
         raise IsoError("%s: dest must be a non-empty path inside the image such as /boot/vmlinuz" % what)
     if "\0" in dest:
         raise IsoError("%s: dest %r contains a NUL byte" % (what, dest))
-    parts = [p for p in dest.strip("/").split("/")] if dest.strip("/") else []
+    parts = dest.strip("/").split("/") if dest.strip("/") else []
     for part in parts:
         if part in ("", ".", ".."):
             raise IsoError("%s: dest %r has an empty, '.' or '..' component; write a plain path such as /dir/file"
@@ -869,9 +869,10 @@ def _unquote(text):
 def read_listing(image, run=default_run, xorriso="xorriso"):
     """{iso path: (type+mode string, size, link target, [(lba, blocks)])} of an existing image."""
     env = tool_env(1)
-    out, _ = _check(run, [xorriso, "-no_rc", "-report_about", "SORRY", "-indev", image,
-                          "-find", "/", "-exec", "lsdl", "--",
-                          "-find", "/", "-type", "f", "-exec", "report_lba", "--"], env, "xorriso (reading %s)" % image)
+    argv = [xorriso, "-no_rc", "-report_about", "SORRY", "-indev", image,
+            "-find", "/", "-exec", "lsdl", "--",
+            "-find", "/", "-type", "f", "-exec", "report_lba", "--"]
+    out = _check(run, argv, env, "xorriso (reading %s)" % image)[0]
     listing, extents = {}, {}
     for line in out.splitlines():
         m = _LSDL.match(line)

@@ -22,7 +22,7 @@ description:
     image; when the bytes are equal nothing is replaced and the module reports no change.
   - The backend is C(xorriso), chosen by measurement over pycdlib (see the collection's C(docs/iso9660.md)).
 author:
-  - vmhost.virt contributors
+  - vmhost.virt contributors (@vmhost)
 requirements:
   - xorriso
   - grub-mkimage with the i386-pc and x86_64-efi modules, mkfs.fat and mtools (only with O(boot))
@@ -147,15 +147,19 @@ options:
         type: raw
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The image is built into a temporary directory and compared; nothing at O(path) is written.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Lists the paths added, removed and changed in the image, and both listings.
   safe_file_operations:
+    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: full
     details: The image is written to a temporary file in the directory of O(path) and renamed into place.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: A second run with the same inputs rebuilds into a temporary file, finds the same bytes and reports no change.
 notes:

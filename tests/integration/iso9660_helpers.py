@@ -40,6 +40,13 @@ def run_module(args, check=False, diff=False, env=None, prefix=()):
     return result, failed
 
 
+def run_ok(args, **kwargs):
+    """run_module that must succeed; returns the result."""
+    result, failed = run_module(args, **kwargs)
+    assert not failed, result
+    return result
+
+
 def lsdl(image):
     """{path: (mode string, size, link target)} as xorriso reads the Rock Ridge tree."""
     proc = subprocess.run(["xorriso", "-no_rc", "-indev", image, "-find", "/", "-exec", "lsdl", "--"],
@@ -67,7 +74,7 @@ def pvd(image):
     info = {}
     for line in proc.stdout.splitlines():
         if ":" in line:
-            key, _, value = line.partition(":")
+            key, value = line.split(":", 1)
             info[key.strip()] = value.strip()
     return info
 

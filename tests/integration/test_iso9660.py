@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from iso9660_helpers import extract, lsdl, pvd, run_module
+from iso9660_helpers import extract, lsdl, pvd, run_module, run_ok
 
 pytestmark = pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorriso is not installed")
 
@@ -103,7 +103,7 @@ def test_tree_modes_names_links_dates(tree, tmp_path):
     info = pvd(str(image))
     assert info["Volume Id"] == "TEST_VOLUME"
     assert info["Creation Time"] == info["Modif. Time"] == "2023020304050607"
-    blkid = subprocess.run(["blkid", "-p", "-o", "export", str(image)], stdout=subprocess.PIPE, text=True)
+    blkid = subprocess.run(["blkid", "-p", "-o", "export", str(image)], stdout=subprocess.PIPE, text=True, check=False)
     if blkid.returncode == 0:
         assert "UUID=2023-02-03-04-05-06-07" in blkid.stdout
     # Joliet tree carries the long name too (truncated only beyond 103 UCS-2 characters).
@@ -121,27 +121,27 @@ def test_volume_dates_default_to_the_epoch(tree, tmp_path):
 
 def test_same_sha256_under_other_time_zones_and_clocks(tree, tmp_path):
     a, b, c = tmp_path / "a.iso", tmp_path / "b.iso", tmp_path / "c.iso"
-    ra, _ = run_module(args_for(tree, a), env={"TZ": "UTC"})
-    rb, _ = run_module(args_for(tree, b), env={"TZ": "Asia/Tokyo"}, prefix=["faketime", "2031-02-03 04:05:06"])
+    ra = run_ok(args_for(tree, a), env={"TZ": "UTC"})
+    rb = run_ok(args_for(tree, b), env={"TZ": "Asia/Tokyo"}, prefix=["faketime", "2031-02-03 04:05:06"])
     for p in tree.rglob("*"):
         os.utime(p, None, follow_symlinks=False)   # the source tree's own dates must not matter either
-    rc, _ = run_module(args_for(tree, c), env={"TZ": "America/Los_Angeles"}, prefix=["faketime", "2001-09-09 01:46:40"])
+    rc = run_ok(args_for(tree, c), env={"TZ": "America/Los_Angeles"}, prefix=["faketime", "2001-09-09 01:46:40"])
     assert sha(a) == sha(b) == sha(c) == ra["sha256"] == rb["sha256"] == rc["sha256"]
 
 
 def test_environment_epoch_and_default(tree, tmp_path):
     args = args_for(tree, tmp_path / "e.iso")
     del args["source_date_epoch"]
-    result, _ = run_module(args, env={"SOURCE_DATE_EPOCH": str(EPOCH)})
+    result = run_ok(args, env={"SOURCE_DATE_EPOCH": str(EPOCH)})
     assert result["source_date_epoch"] == EPOCH
-    result, _ = run_module(dict(args, path=str(tmp_path / "d.iso")))
+    result = run_ok(dict(args, path=str(tmp_path / "d.iso")))
     assert result["source_date_epoch"] == 1
     assert all(v[3] == "Jan 1 1970" for v in lsdl(str(tmp_path / "d.iso")).values())
 
 
 def test_diff_reports_added_removed_changed(tree, tmp_path):
     image = tmp_path / "diff.iso"
-    run_module(args_for(tree, image))
+    run_ok(args_for(tree, image))
     (tree / "etc" / "secret").write_text("t\n")   # same size, other bytes
     (tree / "bin" / "tool").unlink()
     (tree / "new.txt").write_text("new\n")
@@ -151,16 +151,16 @@ def test_diff_reports_added_removed_changed(tree, tmp_path):
                                  "changed": ["/data/etc/secret"]}
     before = sha(image)
     assert before != result["sha256"]
-    result2, _ = run_module(args_for(tree, image), diff=True)
+    result2 = run_ok(args_for(tree, image), diff=True)
     assert result2["changes"] == result["changes"] and sha(image) == result["sha256"]
 
 
 def test_mode_change_only(tree, tmp_path):
     image = tmp_path / "m.iso"
-    run_module(args_for(tree, image))
-    result, _ = run_module(args_for(tree, image, mode="0600"))
+    run_ok(args_for(tree, image))
+    result = run_ok(args_for(tree, image, mode="0600"))
     assert result["changed"] and oct(os.stat(image).st_mode & 0o777) == "0o600"
-    result, _ = run_module(args_for(tree, image, mode="0600"))
+    result = run_ok(args_for(tree, image, mode="0600"))
     assert not result["changed"]
 
 
@@ -179,7 +179,7 @@ def test_cidata_seed(tmp_path):
     meta = yaml.safe_load(extract(str(image), "/meta-data", tmp_path))
     assert meta["local-hostname"] == "vm1" and meta["instance-id"].startswith("iid-")
     assert yaml.safe_load(extract(str(image), "/network-config", tmp_path)) == net
-    blkid = subprocess.run(["blkid", "-p", "-o", "export", str(image)], stdout=subprocess.PIPE, text=True)
+    blkid = subprocess.run(["blkid", "-p", "-o", "export", str(image)], stdout=subprocess.PIPE, text=True, check=False)
     if blkid.returncode == 0:
         assert "LABEL=CIDATA" in blkid.stdout
 
@@ -204,8 +204,10 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("extra, message", BAD, ids=["vid-long", "vid-chars", "src-missing", "clash", "level",
-                                                      "boot-file", "uuid"])
+BAD_IDS = ["vid-long", "vid-chars", "src-missing", "clash", "level", "boot-file", "uuid"]
+
+
+@pytest.mark.parametrize("extra, message", BAD, ids=BAD_IDS)
 def test_bad_inputs_fail_clearly_and_write_nothing(tree, tmp_path, extra, message):
     image = tmp_path / "bad.iso"
     args = args_for(tree, image)
@@ -218,7 +220,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tree, tmp_path, extra, messag
     assert "Traceback" not in result.get("msg", "")
     assert sorted(os.listdir(tmp_path)) == ["tree"]
     # an existing image is left alone too
-    good, _ = run_module(args_for(tree, image))
+    good = run_ok(args_for(tree, image))
     before = sha(image)
     result, failed = run_module(args)
     assert failed and sha(image) == before == good["sha256"]
