@@ -611,8 +611,8 @@ def nix_conf_trust(text, add, remove=()):
     keys = [k for k in value.split() if k not in remove]
     if add and add not in keys:
         keys.append(add)
-    new = "%s%strusted-public-keys = %s%s%s" % (m.group(1), m.group(2) or "", " ".join(keys),
-                                              comment, ending or "\n")
+    new = "%s%strusted-public-keys = %s%s%s" % (
+        m.group(1), m.group(2) or "", " ".join(keys), comment, ending or "\n")
     if new.rstrip("\r\n") == line.rstrip("\r\n"):
         return text
     lines[target] = new

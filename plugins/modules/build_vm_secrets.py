@@ -16,7 +16,7 @@ version_added: 0.1.0
 description:
   - Creates, for one build VM called O(name), a secret root laid out as the guest expects to receive it
     (C(etc/ssh/ssh_host_*_key{,.pub}), C(etc/ssh/authorized_keys.d/<offloading_user>), C(etc/guix/signing-key.{sec,pub}),
-    C(etc/guix/acl), C(etc/nix/signing-key.{sec,pub})), and an SSH key pair O(offloading_key) the host uses to offload
+    C(etc/guix/acl), C(etc/nix/signing-key.{sec,pub})) and an SSH key pair O(offloading_key) the host uses to offload
     builds to the guest.
   - Keys are generated in Python with C(cryptography); no C(ssh-keygen), C(guix) or C(nix) is needed.
     SSH private keys are OpenSSH-format files, public keys C(authorized_keys) lines.
@@ -24,30 +24,35 @@ description:
     written as libgcrypt's advanced s-expression). The guest's C(etc/guix/acl) is the host's ACL plus the host's
     own signing key; the guest's key is authorized in the host's ACL (created when missing, existing entries kept,
     no duplicates, replaced atomically).
-  - The Nix signing key pair is C(name:base64(seed+public)) / C(name:base64(public)) as C(nix key generate-secret)
-    writes it; with O(host_nix_conf) the public key is added to the host's trusted keys.
+  - The Nix signing key pair is written as C(nix key generate-secret) writes it, C(NAME:BASE64) of the 64-byte Ed25519
+    secret key (seed, then public key) and C(NAME:BASE64) of the 32-byte public key; with O(host_nix_conf) the public
+    key is added to the host's trusted keys.
   - Existing valid keys are kept, a missing or wrong public half is derived again from its private half, and a
     corrupt key makes the module fail naming the file, unless O(regenerate=always).
   - Only public material is returned. Private keys never appear in results, diffs or logs.
 author:
-  - vmhost.virt contributors
+  - vmhost.virt contributors (@vmhost)
 requirements:
   - cryptography (an ansible-core dependency) on the managed host
   - root on the managed host, to write under C(/etc)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode inspects every file and reports exactly which files a real run would create, replace or
       re-derive, without generating or writing anything. Public keys that do not exist yet are returned as V(null).
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff lists the files that would be created or changed and their modes, never their content.
   safe_file_operations:
+    description: Writes files through a temporary file in the destination directory and an atomic rename.
     support: full
     details: Every file is written to a temporary file in its own directory (mode set before content) and renamed
       into place. A key pair is installed as one group (public half first, old private half removed first), so a
       killed run never leaves a private key without its public half or a partly written file.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: With O(regenerate=never) or O(regenerate=fail) a second run reports no change. O(regenerate=always)
       replaces every key on every run by design.
@@ -112,8 +117,9 @@ options:
     default: true
   host_nix_conf:
     description:
-      - When set, the guest's Nix public key is added to this C(nix.conf): to its last C(trusted-public-keys) line,
-        else to its last C(extra-trusted-public-keys) line, else in a new C(extra-trusted-public-keys) line.
+      - When set, the guest's Nix public key is added to this C(nix.conf), to its last C(trusted-public-keys) line,
+        else to its last C(extra-trusted-public-keys) line, else in a new C(extra-trusted-public-keys) line (which
+        keeps Nix's default keys trusted). A replaced guest key is removed from the line.
     type: path
   regenerate:
     description:
@@ -508,7 +514,7 @@ class Secrets(object):
                 result["known_hosts"].append(K.known_hosts_line("localhost", p["ssh_port"], line))
 
         off, _bits = self.ssh_pair("ed25519", p["offloading_key"], p["offloading_key"] + ".pub",
-                            extra_public=[layout["authorized"]])
+                                   extra_public=[layout["authorized"]])
         result["offloading_public_key"] = off
         result["offloading_fingerprint"] = K.ssh_fingerprint(off) if off else None
 
