@@ -396,6 +396,21 @@ def fat_copy_plan(tree):
     return plan
 
 
+def copy_into(src, dst, offset, chunk=4 * 1024 * 1024):
+    """Copy file ``src`` into ``dst`` at ``offset``, leaving all-zero chunks
+    unwritten (``dst`` is fresh and sparse, or they are zero already)."""
+    with open(src, "rb") as source, open(dst, "r+b") as target:
+        position = offset
+        while True:
+            data = source.read(chunk)
+            if not data:
+                break
+            if data.count(0) != len(data):
+                target.seek(position)
+                target.write(data)
+            position += len(data)
+
+
 def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epoch=None,
              fs="vfat", runner=None, offset=0):
     """Build a FAT file system of ``size`` bytes in ``image_path`` with
@@ -409,12 +424,28 @@ def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epo
     size = int(size)
     if tree is not None and not os.path.isdir(tree):
         raise ImageError("contents directory %s does not exist" % tree)
-    argv = fat_argv(image_path, size, label, uuid, fs, source_date_epoch, offset)
+    if offset:
+        # mkfs.fat picks its geometry from the whole file when given --offset,
+        # which mtools then misreads; build the small FAT alone and copy it in.
+        _prepare_file(image_path, size, offset)
+        if os.path.isfile(image_path):
+            scratch = "%s.fat.%d" % (image_path, os.getpid())
+        else:
+            handle, scratch = tempfile.mkstemp(suffix=".fat")
+            os.close(handle)
+        try:
+            result = make_fat(scratch, size, tree, label, uuid, source_date_epoch, fs, runner)
+            copy_into(scratch, image_path, offset)
+        finally:
+            if os.path.exists(scratch):
+                os.unlink(scratch)
+        return result
+    argv = fat_argv(image_path, size, label, uuid, fs, source_date_epoch)
     plan = fat_copy_plan(tree) if tree is not None else []
     env = _mtools_env(source_date_epoch)
-    _prepare_file(image_path, size, offset)
+    _prepare_file(image_path, size)
     run(argv, runner, env)
-    target = mtools_image(image_path, offset)
+    target = image_path
     for step in plan:
         if step[0] == "mmd":
             run(["mmd", "-i", target] + step[1], runner, env)

@@ -257,6 +257,11 @@ def plan(label, disk_size, partitions, disk_guid=None, seed=None, first_offset=M
                 raise ImageError("%s: flag esp conflicts with type %s" % (where, ptype))
             if "bios_grub" in flags and type_guid != GPT_TYPES["bios_boot"]:
                 raise ImageError("%s: flag bios_grub conflicts with type %s" % (where, ptype))
+            # the type implies the flag (that is how a table reads back)
+            if type_guid == GPT_TYPES["esp"]:
+                flags.append("esp")
+            if type_guid == GPT_TYPES["bios_boot"]:
+                flags.append("bios_grub")
             part_uuid = part.get("part_uuid")
             part_uuid_given = part_uuid is not None
             part_uuid = normalize_uuid(part_uuid, "%s part_uuid" % where) if part_uuid_given \
@@ -284,6 +289,8 @@ def plan(label, disk_size, partitions, disk_guid=None, seed=None, first_offset=M
                 ptype_value = MBR_LINUX
             if "esp" in flags and ptype_value != MBR_ESP:
                 raise ImageError("%s: flag esp conflicts with type %s" % (where, ptype))
+            if ptype_value == MBR_ESP:
+                flags.append("esp")
 
         # geometry
         start = part.get("start")

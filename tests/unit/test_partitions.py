@@ -1,0 +1,173 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for plugins/module_utils/partitions.py: planning, bytes, reading."""
+import io
+import struct
+import uuid
+
+import pytest
+
+from ansible_collections.vmhost.virt.plugins.module_utils import partitions as P
+from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import ImageError
+
+MIB = 1 << 20
+
+
+def image(layout):
+    buf = io.BytesIO(b"\0" * layout["size"])
+    P.write_table(buf, layout)
+    return buf
+
+
+def test_plan_defaults_and_alignment():
+    lay = P.plan("gpt", 64 * MIB, [{"size": "1000000"}, {"size": "rest", "fs": "ext4"}], seed="s")
+    one, two = lay["partitions"]
+    assert one["start"] == MIB and one["size"] == 1000448  # rounded up to 512
+    assert two["start"] == 2 * MIB                          # next 1 MiB boundary
+    assert two["size"] == 61 * MIB                          # rest, aligned down
+    assert one["type"] == P.GPT_TYPES["linux"]
+    assert lay["first_usable"] == 34 and lay["last_usable"] == 64 * 2048 - 34
+
+
+def test_plan_is_deterministic_with_seed_and_random_without():
+    parts = [{"size": "8M", "fs": "ext4"}]
+    a = P.plan("gpt", 32 * MIB, parts, seed="x")
+    b = P.plan("gpt", 32 * MIB, parts, seed="x")
+    c = P.plan("gpt", 32 * MIB, parts)
+    assert a == b
+    assert a["id"] != c["id"] and a["partitions"][0]["uuid"] != c["partitions"][0]["uuid"]
+    assert a["partitions"][0]["uuid_given"] is False
+
+
+@pytest.mark.parametrize("label,parts,match", [
+    ("gpt", [{"size": "100M"}], "larger than the disk"),
+    ("gpt", [{"size": "4M"}, {"size": "4M", "start": "2M"}], "overlaps"),
+    ("gpt", [{"size": "4M", "start": "3000K"}], "not aligned"),
+    ("gpt", [{"size": "rest"}, {"size": "1M"}], "only allowed on the last"),
+    ("msdos", [{"size": "1M"}] * 5, "at most 4 primary"),
+    ("gpt", [{"size": "1M", "fs": "zfs"}], "unknown fs"),
+    ("gpt", [{"size": "1M", "flags": ["hidden"]}], "unknown flag"),
+    ("msdos", [{"size": "1M", "flags": ["bios_grub"]}], "GPT-only"),
+    ("gpt", [{"size": "1M", "fs": "vfat", "label": "ABCDEFGHIJKL"}], "at most 11"),
+    ("gpt", [{"size": "1M", "fs": "ext4", "label": "x" * 17}], "at most 16 bytes"),
+    ("gpt", [{"size": "1M", "fs": "ext4", "uuid": "zzzz"}], "not a UUID"),
+    ("gpt", [{"size": "1M", "fs": "vfat", "uuid": "zz-zz"}], "neither"),
+    ("gpt", [{"size": "1M", "type": "windows-95"}], "neither a known name"),
+    ("msdos", [{"size": "1M", "type": "0xee"}], "not usable"),
+    ("gpt", [{"size": "1M", "flags": ["esp"], "type": "linux"}], "conflicts"),
+    ("gpt", [{"size": "1M", "fs": "swap", "contents": "/x"}], "contents need"),
+    ("msdos", [{"size": "1M", "name": "x"}], "needs label gpt"),
+    ("gpt", [{"size": "1M", "name": "n" * 37}], "36 UTF-16"),
+    ("gpt", [{}], "size is required"),
+    ("bsd", [], "label"),
+])
+def test_plan_rejects(label, parts, match):
+    with pytest.raises(ImageError, match=match):
+        P.plan(label, 32 * MIB, parts)
+
+
+def test_protective_mbr_and_headers_bytes():
+    lay = P.plan("gpt", 32 * MIB, [{"size": "rest", "fs": "ext4", "name": "root"}],
+                 disk_guid="12345678-1234-5678-9abc-def012345678", seed="t")
+    buf = image(lay)
+    data = buf.getvalue()
+    sectors = 32 * MIB // 512
+    mbr = data[:512]
+    assert mbr[510:] == b"\x55\xaa"
+    assert mbr[446 + 4] == 0xEE
+    assert struct.unpack("<II", mbr[446 + 8:446 + 16]) == (1, sectors - 1)
+    assert mbr[446 + 16:510] == b"\0" * 48
+    hdr = data[512:1024]
+    assert hdr[:8] == b"EFI PART" and struct.unpack("<I", hdr[8:12])[0] == 0x10000
+    my_lba, alt, first, last = struct.unpack("<QQQQ", hdr[24:56])
+    assert (my_lba, alt, first, last) == (1, sectors - 1, 34, sectors - 34)
+    assert uuid.UUID(bytes_le=hdr[56:72]) == uuid.UUID("12345678-1234-5678-9abc-def012345678")
+    assert struct.unpack("<QIII", hdr[72:92]) == (2, 128, 128, P.crc32(data[1024:1024 + 16384]))
+    check = bytearray(hdr[:92])
+    check[16:20] = b"\0" * 4
+    assert P.crc32(bytes(check)) == struct.unpack("<I", hdr[16:20])[0]
+    backup = data[(sectors - 1) * 512:]
+    assert backup[:8] == b"EFI PART"
+    assert struct.unpack("<QQ", backup[24:40]) == (sectors - 1, 1)
+    assert struct.unpack("<Q", backup[72:80])[0] == sectors - 33
+    assert data[(sectors - 33) * 512:(sectors - 1) * 512] == data[1024:1024 + 16384]
+    entry = data[1024:1024 + 128]
+    assert uuid.UUID(bytes_le=entry[:16]) == uuid.UUID(P.GPT_TYPES["linux"])
+    assert struct.unpack("<QQ", entry[32:48]) == (2048, 2048 + 30 * 2048 - 1)
+    assert entry[56:64] == "root".encode("utf-16-le")
+
+
+def test_mbr_bytes():
+    lay = P.plan("msdos", 32 * MIB, [{"size": "8M", "flags": ["boot"]},
+                                      {"size": "rest", "fs": "swap"}], disk_guid="0xdeadbeef")
+    data = image(lay).getvalue()
+    assert data[440:444] == b"\xef\xbe\xad\xde"
+    e1 = data[446:462]
+    assert e1[0] == 0x80 and e1[4] == 0x83
+    assert struct.unpack("<II", e1[8:16]) == (2048, 16384)
+    assert e1[1:4] == bytes([32, 33, 0])  # CHS of LBA 2048 with 255/63
+    e2 = data[462:478]
+    assert e2[0] == 0 and e2[4] == 0x82
+    assert struct.unpack("<II", e2[8:16]) == (18432, 32 * 2048 - 18432)
+
+
+def test_chs_beyond_1024_cylinders():
+    assert P._chs(1024 * 255 * 63) == b"\xfe\xff\xff"
+
+
+def test_read_back_and_differences():
+    lay = P.plan("gpt", 64 * MIB, [{"size": "8M", "flags": ["esp"], "fs": "vfat"},
+                                    {"size": "8M", "flags": ["boot"], "name": "b"},
+                                    {"size": "rest", "type": "linux-home"}], seed="r")
+    table = P.read_table(image(lay))
+    assert table["problems"] == []
+    assert table["id"] == lay["id"]
+    for want, got in zip(lay["partitions"], table["partitions"]):
+        for key in ("start", "size", "type", "part_uuid", "name"):
+            assert want[key] == got[key]
+    assert table["partitions"][1]["flags"] == ["legacy_boot"]
+    table["partitions"][0]["fs"] = "fat32"
+    table["partitions"][0]["label"] = None
+    table["partitions"][0]["uuid"] = "X"
+    assert P.differences(lay, table) == []
+    other = P.plan("gpt", 64 * MIB, [{"size": "9M", "flags": ["esp"], "fs": "vfat"},
+                                      {"size": "8M", "flags": ["boot"], "name": "b"},
+                                      {"size": "rest", "type": "linux-home"}], seed="r")
+    assert any("partition 1 size" in d for d in P.differences(other, table))
+
+
+def test_reader_detects_damage_and_uses_backup():
+    lay = P.plan("gpt", 16 * MIB, [{"size": "rest"}], seed="d")
+    buf = image(lay)
+    buf.seek(512 + 30)
+    buf.write(b"\xff")          # corrupt the primary header
+    table = P.read_table(buf)
+    assert "primary GPT header is invalid" in table["problems"]
+    assert table["partitions"][0]["start"] == MIB
+    buf.seek(0)
+    buf.write(b"\0" * 512)
+    assert P.read_table(buf) is None
+
+
+def test_probe_filesystems():
+    from ansible_collections.vmhost.virt.plugins.module_utils import filesystems
+    buf = io.BytesIO(b"\0" * (2 * MIB))
+    buf.seek(MIB)
+    buf.write(filesystems.swap_header(MIB, "sw", "6f1e3c55-0bd0-4d3b-9a4e-0f6a6b2b8a11"))
+    found = P.probe_filesystem(buf, MIB)
+    assert found == {"fs": "swap", "uuid": "6f1e3c55-0bd0-4d3b-9a4e-0f6a6b2b8a11",
+                     "label": "sw"}
+    assert P.probe_filesystem(buf, 0) is None
+
+
+def test_estimate():
+    assert P.estimate(0) == MIB
+    assert P.estimate(100 * MIB) == 125 * MIB
+    assert P.estimate(100 * MIB + 1) == 126 * MIB
+
+
+def test_resolve_types():
+    assert P.resolve_gpt_type("ESP") == P.GPT_TYPES["esp"]
+    assert P.resolve_gpt_type("C12A7328-F81F-11D2-BA4B-00A0C93EC93B") == P.GPT_TYPES["esp"]
+    assert P.resolve_mbr_type("0x83") == 0x83 and P.resolve_mbr_type("ef") == 0xEF
+    with pytest.raises(ImageError):
+        P.resolve_mbr_type("zz")
