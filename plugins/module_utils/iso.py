@@ -54,6 +54,7 @@ JOLIET_FORBIDDEN = frozenset("*/:;?\\")
 MAX_VOLUME_ID = 32
 MAX_RR_NAME = 255
 MAX_JOLIET_NAME = 64
+MAX_JOLIET_LONG = 103  # xorriso's joliet_long_names, used together with Rock Ridge
 MAX_ISO_DEPTH = 8
 FAT_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest date FAT can hold
 
@@ -306,6 +307,9 @@ def _check_name(plan, name, is_dir, origin, path):
     if problem:
         raise IsoError("%s: the component %r of %s cannot be stored: %s"
                        % (origin, name, "/" + "/".join(path), problem))
+    if plan.rock_ridge and plan.joliet and len(name.encode("utf-16-be", "surrogatepass")) // 2 > MAX_JOLIET_LONG:
+        plan.warnings.append("%s: the Joliet tree (Windows) shortens %s to %d characters; Rock Ridge keeps the "
+                             "full name" % (origin, "/" + "/".join(path), MAX_JOLIET_LONG))
     if len(path) > MAX_ISO_DEPTH and not plan.rock_ridge:
         raise IsoError("%s: %s is %d directories deep; ISO 9660 allows %d without Rock Ridge"
                        % (origin, "/" + "/".join(path), len(path), MAX_ISO_DEPTH))
@@ -318,6 +322,9 @@ def _walk(plan, src, dest_parts, origin):
     except OSError as exc:
         raise IsoError("%s: src %s cannot be read: %s" % (origin, src, exc.strerror or exc))
     if not stat.S_ISDIR(st.st_mode):
+        if not dest_parts:
+            raise IsoError("%s: src is a file, so dest must name a file in the image such as /%s, not /"
+                           % (origin, os.path.basename(src)))
         _add_node(plan, src, st, dest_parts, origin)
         return
     _add(plan, Entry(dest_parts, "dir", origin, src=src, mode=stat.S_IMODE(st.st_mode)), explicit=True)

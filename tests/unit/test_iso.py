@@ -132,6 +132,12 @@ def test_plan_walks_sorted_and_keeps_modes_and_links(tree):
         "f 0600 /etc/motd",
     ]
     assert plan.volume_id == "ISOIMAGE" and plan.epoch == 1
+    assert plan.warnings == []
+
+
+def test_joliet_truncation_is_a_warning():
+    plan = iso.make_plan(content=[{"dest": "/" + "n" * 104, "content": "1"}])
+    assert "shortens" in plan.warnings[0] and "103" in plan.warnings[0]
 
 
 def test_missing_src(tmp_path):
@@ -146,6 +152,11 @@ def test_two_entries_one_iso_path(tree):
     with pytest.raises(iso.IsoError, match=r"files\[0\].*files\[1\].*both map to the ISO path /x"):
         iso.make_plan(files=[{"src": str(tree / "sub/deeper/file.txt"), "dest": "/x"},
                              {"src": str(tree / "link"), "dest": "/x"}])
+
+
+def test_file_onto_the_root_is_refused(tree):
+    with pytest.raises(iso.IsoError, match="dest must name a file in the image such as /file.txt"):
+        iso.make_plan(files=[{"src": str(tree / "sub/deeper/file.txt"), "dest": "/"}])
 
 
 def test_file_under_a_file_is_a_clash(tree):
