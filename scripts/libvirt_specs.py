@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Generate the libvirt and virtlogd roles' defaults and argument specs from the field table.
 
 The field tables in plugins/module_utils/libvirt_conf.py are the single source of the
