@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 
 from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     ImageError,
@@ -98,7 +97,7 @@ def grub_efi_argv(output, config_file):
 def clean_stale_temps(path):
     """Remove temporary files of earlier runs that were killed (their PID is gone)."""
     directory, base = os.path.split(os.path.abspath(path))
-    for stale in glob.glob(os.path.join(directory, ".%s.%s.*" % (base, TEMP_TAG))):
+    for stale in glob.glob(os.path.join(directory, ".%s.%s*.*" % (base, TEMP_TAG))):
         try:
             pid = int(stale.rsplit(".", 1)[1])
         except ValueError:
@@ -322,9 +321,11 @@ class PartitionTable(object):
                 handle.seek(layout["size"] - 33 * ptmod.SECTOR)
                 handle.write(b"\0" * (33 * ptmod.SECTOR))
             ptmod.write_table(handle, layout)
-        scratch = tempfile.mkdtemp(prefix=".%s.%s-work." % (os.path.basename(self.path),
-                                                           TEMP_TAG),
-                                   dir=os.path.dirname(os.path.abspath(self.path)))
+        directory, base = os.path.split(os.path.abspath(self.path))
+        scratch = os.path.join(directory, ".%s.%s-work.%d" % (base, TEMP_TAG, os.getpid()))
+        if os.path.isdir(scratch):
+            shutil.rmtree(scratch)
+        os.mkdir(scratch, 0o700)
         try:
             for part in layout["partitions"]:
                 if part["fs"] == "none":

@@ -14,7 +14,7 @@ module: disk_image
 short_description: Create, convert, resize and remove QEMU disk images
 version_added: 0.1.0
 description:
-  - Manages one disk image file with C(qemu-img): creates it (empty, on a backing file, or
+  - Manages one disk image file with C(qemu-img). It creates it (empty, on a backing file, or
     converted from O(source)), converts it to another O(format), grows it, and removes it.
   - Idempotent by reading C(qemu-img info --output=json) - the same format and virtual size mean
     no change. A bigger O(size) grows the image; a smaller one fails unless O(shrink=true); a
@@ -23,21 +23,25 @@ description:
   - New and converted images are written to a temporary file in the same directory and renamed
     into place. Growing and shrinking happen in place with C(qemu-img resize).
 author:
-  - vmhost.virt contributors
+  - vmhost.virt contributors (@vmhost)
 requirements:
   - qemu-img (Debian C(qemu-utils)) on the managed host
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode reads the image and reports the changes a real run would make.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff shows format, virtual size and backing file before and after.
   safe_file_operations:
+    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: partial
     details: Creation and conversion go through a temporary file and a rename; resizing is
       done in place by qemu-img.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: A second run with the same options reports no change.
 options:

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Race vmhost.virt.partition_table against the floor and the reference way.
+
+The same 2 GiB GPT image -- a 64 MiB FAT ESP with a small tree and an ext4
+root filling the rest, populated from the harness's Debian tree -- built:
+
+1. ours: the partition_table module (run as Ansible runs it, one process),
+   plain and reproducible (source_date_epoch);
+2. floor: ``mkfs.ext4 -d`` and ``mkfs.fat`` + ``mcopy`` on bare files, no table
+   (the least work any builder must do);
+3. reference: parted + losetup + mkfs + mount + ``cp -a`` (what the Guix
+   build VM does inside its VM), when loop devices and mounts work here.
+
+Usage: .venv/bin/python benchmarks/images.py [--tree DIR] [--runs N]
+Prints seconds (best of N) and ratios to the floor.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLL = os.path.join(TOP, ".tmp", "collections")
+SIZE = 2 << 30
+ESP = 64 << 20
+EPOCH = 1700000000
+
+
+def sh(argv, **kw):
+    return subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def drop(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.unlink(path)
+
+
+def ours(work, tree, esp, epoch=None):
+    disk = os.path.join(work, "ours.raw")
+    args = {"path": disk, "size": str(SIZE), "label": "gpt",
+            "partitions": [
+                {"size": str(ESP), "fs": "vfat", "label": "ESP", "flags": ["esp"],
+                 "contents": esp},
+                {"size": "rest", "fs": "ext4", "label": "root", "contents": tree}]}
+    if epoch is not None:
+        args["source_date_epoch"] = epoch
+    args_file = os.path.join(work, "args.json")
+    with open(args_file, "w") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ansible_collections.vmhost.virt.plugins.modules.partition_table",
+         args_file], stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=COLL))
+    elapsed = time.time() - start
+    result = json.loads(proc.stdout)
+    if result.get("failed"):
+        raise SystemExit("partition_table failed: %s" % result["msg"])
+    drop(disk)
+    return elapsed
+
+
+def floor(work, tree, esp):
+    fat = os.path.join(work, "esp.img")
+    ext = os.path.join(work, "root.img")
+    start = time.time()
+    with open(fat, "wb") as handle:
+        handle.truncate(ESP)
+    sh(["mkfs.fat", "-F", "32", "-n", "ESP", fat])
+    entries = [os.path.join(esp, n) for n in sorted(os.listdir(esp))]
+    sh(["mcopy", "-s", "-i", fat] + entries + ["::/"], env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    sh(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", tree, ext,
+        "%dk" % ((SIZE - ESP - (2 << 20)) // 1024)])
+    elapsed = time.time() - start
+    drop(fat)
+    drop(ext)
+    return elapsed
+
+
+def reference(work, tree, esp):
+    """parted + losetup + mkfs + mount + cp -a; returns seconds or a reason string."""
+    disk = os.path.join(work, "ref.raw")
+    mnt = os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    loop = None
+    mounted = []
+    start = time.time()
+    try:
+        with open(disk, "wb") as handle:
+            handle.truncate(SIZE)
+        sh(["parted", "--script", disk, "mklabel", "gpt",
+            "mkpart", "primary", "fat32", "1MiB", "%dMiB" % (1 + ESP // (1 << 20)),
+            "set", "1", "esp", "on",
+            "mkpart", "primary", "ext4", "%dMiB" % (1 + ESP // (1 << 20)), "100%"])
+        try:
+            loop = sh(["losetup", "--find", "--show", "--partscan", disk]).stdout.decode().strip()
+        except subprocess.CalledProcessError as exc:
+            return "losetup failed: %s" % exc.stderr.decode().strip()
+        deadline = time.time() + 10
+        while not os.path.exists(loop + "p2") and time.time() < deadline:
+            time.sleep(0.05)
+        if not os.path.exists(loop + "p2"):
+            return ("losetup attached %s but no partition nodes appeared (no udev/devtmpfs "
+                    "partition scan here)" % loop)
+        sh(["mkfs.fat", "-F", "32", "-n", "ESP", loop + "p1"])
+        sh(["mkfs.ext4", "-q", "-F", "-L", "root", loop + "p2"])
+        for dev, sub, src in ((loop + "p2", "", tree), (loop + "p1", "boot/efi", esp)):
+            target = os.path.join(mnt, sub)
+            if not os.path.isdir(target):
+                os.makedirs(target)
+            try:
+                sh(["mount", dev, target])
+            except subprocess.CalledProcessError as exc:
+                return "mount failed: %s" % exc.stderr.decode().strip()
+            mounted.append(target)
+            if src is tree:
+                sh(["cp", "-a", tree + "/.", target])
+            else:
+                sh(["cp", "-r", src + "/.", target])
+        for target in reversed(mounted):
+            sh(["umount", target])
+        mounted = []
+        sh(["losetup", "-d", loop])
+        loop = None
+        return time.time() - start
+    finally:
+        for target in reversed(mounted):
+            subprocess.run(["umount", "-l", target])
+        if loop:
+            subprocess.run(["losetup", "-d", loop])
+        drop(disk)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tree", help="root tree (default: the harness's cached Debian tree)")
+    parser.add_argument("--runs", type=int, default=2)
+    opts = parser.parse_args()
+    tree = opts.tree
+    if tree is None:
+        sys.path.insert(0, TOP)
+        from tests.harness import api
+        tree = api.build()["tree"]
+    work = tempfile.mkdtemp(prefix="vmhost-bench-", dir="/var/tmp")
+    try:
+        esp = os.path.join(work, "esp-tree")
+        os.makedirs(os.path.join(esp, "EFI", "BOOT"))
+        with open(os.path.join(esp, "EFI", "BOOT", "BOOTX64.EFI"), "wb") as handle:
+            handle.write(os.urandom(700 * 1024))
+        du = sh(["du", "-sb", tree]).stdout.split()[0].decode()
+        print("tree: %s (%.0f MB), image: 2 GiB GPT, ESP 64 MiB + ext4 root" %
+              (tree, int(du) / 1e6))
+        rows = []
+        timings = {"floor": [], "ours": [], "ours-reproducible": [], "reference": []}
+        reason = None
+        for _ in range(opts.runs):
+            timings["floor"].append(floor(work, tree, esp))
+            timings["ours"].append(ours(work, tree, esp))
+            timings["ours-reproducible"].append(ours(work, tree, esp, EPOCH))
+            ref = reference(work, tree, esp)
+            if isinstance(ref, str):
+                reason = ref
+            else:
+                timings["reference"].append(ref)
+        base = min(timings["floor"])
+        for name, label in (("floor", "floor: mkfs.ext4 -d + mkfs.fat/mcopy, bare files"),
+                            ("ours", "ours: vmhost.virt.partition_table"),
+                            ("ours-reproducible", "ours, source_date_epoch set"),
+                            ("reference", "reference: parted+losetup+mkfs+mount+cp -a")):
+            if timings[name]:
+                best = min(timings[name])
+                rows.append((label, best, best / base))
+        for label, secs, ratio in rows:
+            print("%-52s %7.2f s  %5.2fx floor" % (label, secs, ratio))
+        if reason:
+            print("reference: not measured -- %s" % reason)
+        ours_ratio = min(timings["ours"]) / base
+        print("goal ours <= 1.2x floor: %s (%.2fx)" % ("met" if ours_ratio <= 1.2 else "NOT met",
+                                                       ours_ratio))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
