@@ -18,8 +18,8 @@ description:
     when missing) or onto a block device. The table (protective MBR, primary and backup GPT
     headers, CRC32s) is written byte for byte in Python.
   - Formats each partition inside the image without loop devices or mounts, populating it from
-    O(partitions[].contents) with C(mkfs.ext4 -d) or C(mkfs.fat) and C(mcopy), written directly at
-    the partition's offset.
+    O(partitions[].contents) with C(mkfs.ext4 -d) (written directly at the partition's offset) or
+    C(mkfs.fat) and C(mcopy) (built in a small scratch file, then copied to the offset).
   - The first partition starts at 1 MiB and every partition start is aligned to 1 MiB.
   - Idempotent by reading the existing table and probing each partition's file system signature
     (type, label, UUID). If they match the request nothing changes; if they differ the module
