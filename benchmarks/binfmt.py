@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark vmhost.virt.qemu_binfmt on this machine (root, x86_64).
 
 1. Register every platform (`platforms: all`, 31 entries on x86_64) through
@@ -97,7 +96,7 @@ def main():
         clear_qemu()
         all_args = {"platforms": ["all"], "persistent": False}
         first, second, ping = [], [], []
-        for _ in range(ROUNDS):
+        for _round in range(ROUNDS):
             clear_qemu()
             t, out = ansible("vmhost.virt.qemu_binfmt", all_args)
             assert "CHANGED" in out, out
@@ -112,7 +111,7 @@ def main():
         debian = sorted(glob.glob("/usr/lib/binfmt.d/qemu-*.conf"))
         sysbinfmt = "/usr/lib/systemd/systemd-binfmt"
         if debian and os.access(sysbinfmt, os.X_OK):
-            for _ in range(ROUNDS):
+            for _round in range(ROUNDS):
                 clear_qemu()
                 ref.append(timed([sysbinfmt] + debian))
 
@@ -121,9 +120,9 @@ def main():
         clear_qemu()
         ansible("vmhost.virt.qemu_binfmt", {"platforms": ["aarch64"], "persistent": False})
         timed([busybox, "true"])  # warm the page cache
-        through = [timed([busybox, "true"]) for _ in range(STARTS)]
-        direct = [timed(["/usr/bin/qemu-aarch64-static", busybox, "true"]) for _ in range(STARTS)]
-        native = [timed(["/bin/true"]) for _ in range(STARTS)]
+        through = [timed([busybox, "true"]) for _run in range(STARTS)]
+        direct = [timed(["/usr/bin/qemu-aarch64-static", busybox, "true"]) for _run in range(STARTS)]
+        native = [timed(["/bin/true"]) for _run in range(STARTS)]
     finally:
         clear_qemu()
         for entry in saved:
