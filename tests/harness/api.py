@@ -61,7 +61,7 @@ def ssh(info, command, timeout=120, check=True):
     """Run ``command`` in the instance; return the CompletedProcess (text)."""
     proc = subprocess.run(ssh_argv(info, command), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     out = proc.stdout.decode("utf-8", "replace")
     err = proc.stderr.decode("utf-8", "replace")
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -170,7 +170,7 @@ def wait_ready(info, proc_pid, timeout=DEFAULT_TIMEOUT):
         try:
             proc = subprocess.run(ssh_argv(info, "systemctl is-system-running"),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  stdin=subprocess.DEVNULL, timeout=30)
+                                  stdin=subprocess.DEVNULL, timeout=30, check=False)
             state = proc.stdout.decode("utf-8", "replace").strip()
             if proc.returncode == 255:
                 last = "ssh: " + (proc.stderr.decode("utf-8", "replace").strip() or "no answer")
@@ -279,7 +279,7 @@ def up(name, recipe="default", kind="vm", memory=1024, cpus=2, guest_agent=False
             with open(os.path.join(idir, "qemu.argv"), "w") as f:
                 json.dump(argv, f)
             proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, check=False)
             if proc.returncode == 0:
                 break
             msg = proc.stdout.decode("utf-8", "replace").strip()
@@ -291,7 +291,7 @@ def up(name, recipe="default", kind="vm", memory=1024, cpus=2, guest_agent=False
         if not info["pid"]:
             raise HarnessError("QEMU started but wrote no pid file %s" % pidfile)
         _write_json(os.path.join(idir, "instance.json"), info)
-        _log("%s booting under %s (%s), ssh on 127.0.0.1:%d"
+        _log("%s booting under %s (%s), ssh on 127.0.0.1:%s"
              % (name, accel, reason, info["port"]))
         info["systemd"] = wait_ready(info, info["pid"], timeout=timeout)
         info["boot_seconds"] = round(time.monotonic() - started, 1)

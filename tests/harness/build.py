@@ -97,7 +97,7 @@ def _clean_temporaries(directory, key):
 
 def _run(argv, what):
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     except FileNotFoundError:
         raise HarnessError("%s: %s not found; install it with `apt-get install %s`"
                            % (what, argv[0], argv[0]))

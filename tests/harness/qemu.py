@@ -152,7 +152,7 @@ def free_port():
 
 def qemu_version(qemu):
     out = subprocess.run([qemu, "--version"], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT).stdout.decode("utf-8", "replace")
+                         stderr=subprocess.STDOUT, check=False).stdout.decode("utf-8", "replace")
     return out.splitlines()[0] if out else "unknown"
 
 

@@ -24,13 +24,13 @@ def test_default_recipe_resolves_with_required_packages():
 
 
 def test_resolve_returns_a_copy():
-    _, spec = recipes.resolve("default")
+    spec = recipes.resolve("default")[1]
     spec["packages"].append("xyz")
     assert "xyz" not in recipes.resolve("default")[1]["packages"]
 
 
 def test_hash_ignores_package_order_and_duplicates():
-    _, spec = recipes.resolve("default")
+    spec = recipes.resolve("default")[1]
     other = dict(spec, packages=list(reversed(spec["packages"])) + spec["packages"][:2])
     assert recipes.recipe_hash(spec, 1) == recipes.recipe_hash(other, 1)
 
@@ -41,7 +41,7 @@ def test_hash_ignores_package_order_and_duplicates():
     {"variant": "apt"},
 ])
 def test_hash_changes_with_the_recipe(change):
-    _, spec = recipes.resolve("default")
+    spec = recipes.resolve("default")[1]
     changed = dict(spec)
     if "packages" in change:
         changed["packages"] = spec["packages"] + change["packages"]
@@ -51,7 +51,7 @@ def test_hash_changes_with_the_recipe(change):
 
 
 def test_hash_changes_with_post_steps_version():
-    _, spec = recipes.resolve("default")
+    spec = recipes.resolve("default")[1]
     assert recipes.recipe_hash(spec, 1) != recipes.recipe_hash(spec, 2)
     assert len(recipes.recipe_hash(spec, 1)) == 64
 
@@ -79,7 +79,7 @@ def test_bad_recipes_are_refused_clearly(recipe, words):
 
 
 def test_mmdebstrap_argv():
-    _, spec = recipes.resolve("default")
+    spec = recipes.resolve("default")[1]
     argv = tree.mmdebstrap_argv(spec, "/t")
     assert argv[0] == "mmdebstrap"
     assert "--variant=minbase" in argv
