@@ -183,8 +183,10 @@ def test_sshd_with_generated_host_keys_accepts_offloading_key_pinned_by_known_ho
 
 def test_missing_public_halves_are_derived_again(args):
     removed = [p for p, m in secret_files(args).items() if m == 0o644 and not p.endswith("/acl")]
-    (first, done, again), _out = play([(args, False)] + [remove_task(p) for p in removed] + [(args, False), (args, False)])
+    (first, predicted, done, again), _out = play([(args, False)] + [remove_task(p) for p in removed]
+                                                 + [(args, True), (args, False), (args, False)])
     assert done["changed"] is True and not done.get("failed"), done
+    assert predicted["actions"] == done["actions"] and predicted["changed"] is True
     assert sorted(a.split()[1] for a in done["actions"]) == sorted(removed)
     assert all(a.startswith("re-derived ") for a in done["actions"])
     for key in ("ssh_host_keys", "offloading_public_key", "guix_public_key", "nix_public_key"):
@@ -196,9 +198,10 @@ def test_wrong_modes_are_fixed(args):
     run(args)
     os.chmod(args["secret_root"], 0o755)
     os.chmod(args["offloading_key"], 0o644)
-    done = run(args)
-    assert done["changed"] is True
+    (predicted, done), _out = play([(args, True), (args, False)])
     assert mode(args["secret_root"]) == 0o700 and mode(args["offloading_key"]) == 0o600
+    assert done["changed"] is True and predicted["actions"] == done["actions"] == [
+        "chmod %s 0700" % args["secret_root"], "chmod %s 0600" % args["offloading_key"]]
 
 
 @pytest.mark.parametrize("rel", ["etc/ssh/ssh_host_ed25519_key", "etc/guix/signing-key.sec",
