@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Race keys.py's key generation against the tools the reference shells out to.
 
@@ -30,7 +29,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils import keys as K  # no
 
 def median_ms(func, rounds):
     times = []
-    for _ in range(rounds):
+    for dummy in range(rounds):
         start = time.perf_counter()
         func()
         times.append((time.perf_counter() - start) * 1000)
