@@ -87,8 +87,7 @@ def floor(work, tree, esp):
 def reference(work, tree, esp):
     """parted + losetup + mkfs + mount + cp -a; returns seconds or a reason string."""
     disk = os.path.join(work, "ref.raw")
-    mnt = os.path.join(work, "mnt")
-    os.mkdir(mnt)
+    mnt = tempfile.mkdtemp(prefix="mnt-", dir=work)
     loop = None
     mounted = []
     start = time.time()
@@ -136,6 +135,8 @@ def reference(work, tree, esp):
         if loop:
             subprocess.run(["losetup", "-d", loop])
         drop(disk)
+        if not mounted:
+            drop(mnt)
 
 
 def main():

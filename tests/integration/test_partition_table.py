@@ -298,7 +298,7 @@ def _kill_mid_build(proc, directory, deadline=120):
     """Wait until the module is writing its temporary image, then SIGKILL its group."""
     end = time.time() + deadline
     while time.time() < end:
-        temps = [n for n in os.listdir(directory) if ".partition_table." in n]
+        temps = [n for n in os.listdir(directory) if ".partition_table" in n]
         if any(n.endswith(str(proc.pid)) for n in temps) and \
                 any("-work." in n for n in temps):
             time.sleep(0.3)
@@ -306,7 +306,7 @@ def _kill_mid_build(proc, directory, deadline=120):
         if proc.poll() is not None:
             raise AssertionError("module finished before it could be killed: %s"
                                  % proc.stdout.read())
-        time.sleep(0.05)
+        time.sleep(0.01)
     else:
         raise AssertionError("module never started writing")
     assert proc.poll() is None, "module finished before it could be killed"
@@ -318,11 +318,13 @@ def _kill_mid_build(proc, directory, deadline=120):
 @pytest.fixture
 def bulky_tree(tmp_path):
     tree = tmp_path / "bulky"
-    for i in range(40):
+    # big enough (~150 MB, 6000 files) that the build takes seconds even on a fast machine
+    blob = os.urandom(25000)
+    for i in range(100):
         d = tree / ("d%02d" % i)
         d.mkdir(parents=True)
-        for j in range(40):
-            (d / ("f%02d" % j)).write_bytes(os.urandom(20000))
+        for j in range(60):
+            (d / ("f%02d" % j)).write_bytes(blob + bytes([i, j]))
     return tree
 
 
@@ -330,7 +332,7 @@ def test_sigkill_mid_build_leaves_nothing(tmp_path, bulky_tree):
     out = tmp_path / "out"
     out.mkdir()
     disk = out / "disk.raw"
-    args = {"path": str(disk), "size": "256MiB", "source_date_epoch": EPOCH,
+    args = {"path": str(disk), "size": "384MiB", "source_date_epoch": EPOCH,
             "partitions": [{"size": "rest", "fs": "ext4", "contents": str(bulky_tree)}]}
     proc = _module_process(args, tmp_path)
     _kill_mid_build(proc, str(out))
@@ -345,11 +347,11 @@ def test_sigkill_mid_rebuild_keeps_old_image(tmp_path, bulky_tree):
     out = tmp_path / "out"
     out.mkdir()
     disk = out / "disk.raw"
-    old = {"path": str(disk), "size": "256MiB", "partitions": [{"size": "rest", "fs": "ext4"}]}
+    old = {"path": str(disk), "size": "384MiB", "partitions": [{"size": "rest", "fs": "ext4"}]}
     assert run_module("partition_table", old)["changed"]
     before = sha256(disk)
-    new = {"path": str(disk), "size": "256MiB", "force": True, "source_date_epoch": EPOCH,
-           "partitions": [{"size": "200MiB", "fs": "ext4", "contents": str(bulky_tree)}]}
+    new = {"path": str(disk), "size": "384MiB", "force": True, "source_date_epoch": EPOCH,
+           "partitions": [{"size": "300MiB", "fs": "ext4", "contents": str(bulky_tree)}]}
     proc = _module_process(new, tmp_path)
     _kill_mid_build(proc, str(out))
     assert sha256(disk) == before
