@@ -137,3 +137,40 @@ def test_module_on_the_host(qga_socket):
         os.unlink(out)
     assert result["ping"]["result"] == {} and result["ping"]["changed"] is False
     assert result["osinfo"]["result"]["version-id"] == "12"
+
+
+def test_shutdown_from_the_host_runs_last(qga_socket):
+    """guest-shutdown: check mode sends nothing, a real run powers the guest off.
+
+    Last in this file on purpose: the VM is gone afterwards (destroy copes with that).
+    """
+    import time
+
+    name = testinfra_hosts[0]
+    pid = api.instance_info(name)["pid"]
+    assert api.pid_alive(pid)
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars": {"ansible_python_interpreter": sys.executable},
+             "tasks": [{"name": "Shut the guest down", "register": "down",
+                        "vmhost.virt.guest_agent_exec": {"socket": qga_socket, "command": "guest-shutdown",
+                                                         "timeout": 60}},
+                       {"name": "Show", "ansible.builtin.debug": {"var": "down"}}]}]
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+        json.dump(play, f)
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".tmp" / "collections"))
+    argv = [str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local", f.name]
+    try:
+        check = subprocess.run(argv + ["--check"], capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert '"sent": false' in check.stdout and "changed: [localhost]" in check.stdout
+        assert qga.call(qga_socket, "guest-ping", timeout=30) == {}, "check mode must not shut down"
+        real = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert real.returncode == 0, real.stdout + real.stderr
+        assert '"sent": true' in real.stdout and "changed: [localhost]" in real.stdout
+    finally:
+        os.unlink(f.name)
+    deadline = time.monotonic() + 300
+    while api.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not api.pid_alive(pid), "QEMU (pid %d) still runs 300 s after guest-shutdown" % pid
