@@ -63,6 +63,7 @@ def lsdl(image):
             target = target.strip("'")
         else:
             name, target = rest, None
+        assert fields[2:4] == ["0", "0"], "owner is not 0:0: " + line
         out[name.strip("'")] = (fields[0], int(fields[4]), target, date)
     return out
 
