@@ -19,8 +19,11 @@ MEMORY = 2048
 # (label, shell command run in the VM) for the closing summary
 SUMMARY_CHECKS = (
     ("os", ". /etc/os-release && echo \"$PRETTY_NAME\""),
-    ("libvirtd", "systemctl is-active libvirtd || true"),
-    ("virtlogd", "systemctl is-active virtlogd || true"),
+    # socket-activated daemons exit when idle: report service and socket
+    ("libvirtd", "echo service $(systemctl is-active libvirtd.service), "
+                 "socket $(systemctl is-active libvirtd.socket)"),
+    ("virtlogd", "echo service $(systemctl is-active virtlogd.service), "
+                 "socket $(systemctl is-active virtlogd.socket)"),
     ("qemu-guest-agent", "systemctl is-active qemu-guest-agent || true"),
     ("binfmt handlers", "ls /proc/sys/fs/binfmt_misc 2>/dev/null | grep -c '^qemu-' || true"),
     ("virsh", "virsh -c qemu:///system version --daemon 2>/dev/null | sed -n 's/^Running hypervisor: //p' || true"),
@@ -73,17 +76,17 @@ def up():
     print("== running %s" % " ".join(shlex.quote(a) for a in argv), flush=True)
     rc = subprocess.call(argv, cwd=top, env=env)
     print("\n== vmhost-demo summary")
-    print("  accelerator : %s" % info["accel"])
-    print("  groups      : %s" % ", ".join(GROUPS))
-    print("  site.yml    : %s" % ("ok" if rc == 0 else "FAILED (exit %d)" % rc))
+    print("  %-16s: %s" % ("accelerator", info["accel"]))
+    print("  %-16s: %s" % ("groups", ", ".join(GROUPS)))
+    print("  %-16s: %s" % ("site.yml", "ok" if rc == 0 else "FAILED (exit %d)" % rc))
     for label, cmd in SUMMARY_CHECKS:
         try:
             out = api.ssh(info, cmd, timeout=60, check=False).stdout.strip() or "-"
         except subprocess.TimeoutExpired:
             out = "(timed out)"
-        print("  %-12s: %s" % (label, out.splitlines()[0] if out else "-"))
-    print("  inventory   : %s" % inv)
-    print("  console log : %s" % info["console_log"])
+        print("  %-16s: %s" % (label, out.splitlines()[0] if out else "-"))
+    print("  %-16s: %s" % ("inventory", inv))
+    print("  %-16s: %s" % ("console log", info["console_log"]))
     print("\nReach it with:\n  %s\nRemove it with: make demo-destroy" % ssh_command(info))
     return 0 if rc == 0 else 1
 
