@@ -237,17 +237,41 @@ def test_dead_socket_and_silent_listener_time_out(workdir):
 
 
 def test_wait_for_an_agent_that_starts_later(workdir):
+    """A channel whose agent is not up yet (QEMU accepts, nobody answers), then the agent.
+
+    A placeholder listener accepts and hangs up (what a booting VM's chardev looks like to
+    a client once the guest side is closed); only after it has turned the module away once
+    is it replaced by the real qemu-ga, so the module must have retried.
+    """
     late = RealAgent(workdir, name="late.sock")
-    timer = threading.Timer(3.0, late.start)
-    timer.start()
+    placeholder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    placeholder.bind(late.path)
+    placeholder.listen(4)
+    placeholder.settimeout(120)
+    errors = []
+
+    def swap():
+        try:
+            conn = placeholder.accept()[0]
+            conn.close()
+            placeholder.close()
+            os.unlink(late.path)
+            late.start()
+        except Exception as exc:  # reported by the test below
+            errors.append(exc)
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
     try:
         res = run_module({"socket": late.path, "command": "guest-ping", "wait_for": True,
                           "wait_timeout": 120, "timeout": 5})
+        swapper.join(30)
+        assert not errors, errors
         assert not res.get("failed"), res
         assert res["result"] == {}
         assert res["attempts"] > 1
     finally:
-        timer.join()
+        placeholder.close()
         late.stop()
 
 

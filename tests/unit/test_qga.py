@@ -99,12 +99,12 @@ def test_blocked_command_is_reported_with_class_and_desc(agent_factory):
 def test_shutdown_sends_no_reply_and_succeeds(agent_factory):
     agent = agent_factory()
     start = time.monotonic()
-    with qga.Client(agent.path, timeout=5) as client:
+    with qga.Client(agent.path, timeout=30) as client:
         assert client.shutdown() is None
         # the connection stays usable: the follow-up sync was consumed
         assert client.ping() == {}
     assert agent.shutdowns == 1
-    assert time.monotonic() - start < 4, "success must be seen from the follow-up sync, not a timeout"
+    assert time.monotonic() - start < 20, "success must be seen from the follow-up sync, not a timeout"
 
 
 def test_shutdown_mode_is_passed(agent_factory):
@@ -177,7 +177,7 @@ def test_silent_agent_times_out_within_deadline(agent_factory):
     elapsed = time.monotonic() - start
     assert info.value.reason == qga.TIMEOUT
     assert "did not answer guest-sync-delimited within 1 s" in str(info.value)
-    assert 0.9 <= elapsed < 3.0
+    assert 0.9 <= elapsed < 6.0  # fires at the deadline, not before, and never hangs
 
 
 def test_command_timeout_after_sync(sockdir):
@@ -208,7 +208,7 @@ def test_command_timeout_after_sync(sockdir):
             qga.call(path, "guest-info", timeout=1.0)
         assert info.value.reason == qga.TIMEOUT
         assert "guest-info" in str(info.value)
-        assert time.monotonic() - start < 2.5
+        assert time.monotonic() - start < 6.0
     finally:
         listener.close()
         t.join(5)
@@ -340,4 +340,4 @@ def test_call_when_ready_silent_agent_real_clock(agent_factory):
     with pytest.raises(qga.QGAError) as info:
         qga.call_when_ready(agent.path, "guest-ping", timeout=0.5, wait_timeout=1.5, interval=0.2)
     assert info.value.reason == qga.TIMEOUT
-    assert time.monotonic() - start < 3.5
+    assert time.monotonic() - start < 8.0
