@@ -142,7 +142,8 @@ def main():
         size = os.path.getsize(mod_out)
         print("image: %.0f MiB; library and module images identical: %s" % (size / 2 ** 20, same))
         ref_wall, ref_cpu = best["reference"]
-        labels = [("ping", "ansible localhost -m ping (overhead)"), ("reference", "xorriso -as mkisofs -R -J"), ("library", "library (plan + reproducible build)"),
+        labels = [("ping", "ansible localhost -m ping (overhead)"), ("reference", "xorriso -as mkisofs -R -J"),
+                  ("library", "library (plan + reproducible build)"),
                   ("module", "module, new image"), ("module-again", "module, unchanged (idempotent)"),
                   ("pycdlib", "pycdlib candidate (no date fixing)")]
         print("%-36s %8s %6s %8s %6s" % ("best of %d" % args.rounds, "wall s", "ratio", "CPU s", "ratio"))
