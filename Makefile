@@ -61,10 +61,10 @@ fixtures: deps
 	fi
 
 unit: venv collection
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q --durations=5 tests/unit
 
 integration: venv collection fixtures
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q --durations=15 tests/integration
 
 # ansible-test needs the tree at .../ansible_collections/vmhost/virt and a venv of its own:
 # scripts/sanity-one.sh copies the tree there and runs it (all files, or those named in FILES).
