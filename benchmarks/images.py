@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Race vmhost.virt.partition_table against the floor and the reference way.
 
@@ -58,7 +57,7 @@ def ours(work, tree, esp, epoch=None):
     start = time.time()
     proc = subprocess.run(
         [sys.executable, "-m", "ansible_collections.vmhost.virt.plugins.modules.partition_table",
-         args_file], stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=COLL))
+         args_file], stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=COLL), check=False)
     elapsed = time.time() - start
     result = json.loads(proc.stdout)
     if result.get("failed"):
@@ -161,16 +160,16 @@ def reference(work, tree, esp, notes):
         return time.time() - start
     finally:
         for target in reversed(mounted):
-            subprocess.run(["umount", "-l", target])
+            subprocess.run(["umount", "-l", target], check=False)
         for dev in ([loop] if loop else []) + loops:
-            subprocess.run(["losetup", "-d", dev])
+            subprocess.run(["losetup", "-d", dev], check=False)
         drop(disk)
         if not mounted:
             drop(mnt)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--tree", help="root tree (default: the harness's cached Debian tree)")
     parser.add_argument("--runs", type=int, default=2)
     opts = parser.parse_args()
@@ -194,7 +193,7 @@ def main():
         notes = []
         timings["floor+fsync"] = []
         floor(work, tree, esp)  # warm the page cache: every way then reads the tree from memory
-        for _ in range(opts.runs):
+        for dummy in range(opts.runs):
             timings["floor"].append(floor(work, tree, esp))
             timings["floor+fsync"].append(floor(work, tree, esp, durable=True))
             timings["ours"].append(ours(work, tree, esp))

@@ -42,7 +42,7 @@ def run_module(module, args, check=False, diff=False, env=None):
         cmd.append("--diff")
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, env=ansible_env(env))
+                              universal_newlines=True, env=ansible_env(env), check=False)
     finally:
         os.unlink(handle.name)
     try:

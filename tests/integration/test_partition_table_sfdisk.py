@@ -23,7 +23,7 @@ def sfdisk_json(path):
 
 def sfdisk_verify(path):
     proc = subprocess.run(["sfdisk", "--verify", path], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True)
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     return proc.returncode, proc.stdout
 
 

@@ -97,8 +97,8 @@ def test_protective_mbr_and_headers_bytes():
 
 
 def test_mbr_bytes():
-    lay = P.plan("msdos", 32 * MIB, [{"size": "8M", "flags": ["boot"]},
-                                      {"size": "rest", "fs": "swap"}], disk_guid="0xdeadbeef")
+    parts = [{"size": "8M", "flags": ["boot"]}, {"size": "rest", "fs": "swap"}]
+    lay = P.plan("msdos", 32 * MIB, parts, disk_guid="0xdeadbeef")
     data = image(lay).getvalue()
     assert data[440:444] == b"\xef\xbe\xad\xde"
     e1 = data[446:462]
@@ -115,9 +115,10 @@ def test_chs_beyond_1024_cylinders():
 
 
 def test_read_back_and_differences():
-    lay = P.plan("gpt", 64 * MIB, [{"size": "8M", "flags": ["esp"], "fs": "vfat"},
-                                    {"size": "8M", "flags": ["boot"], "name": "b"},
-                                    {"size": "rest", "type": "linux-home"}], seed="r")
+    parts = [{"size": "8M", "flags": ["esp"], "fs": "vfat"},
+             {"size": "8M", "flags": ["boot"], "name": "b"},
+             {"size": "rest", "type": "linux-home"}]
+    lay = P.plan("gpt", 64 * MIB, parts, seed="r")
     table = P.read_table(image(lay))
     assert table["problems"] == []
     assert table["id"] == lay["id"]
@@ -129,9 +130,8 @@ def test_read_back_and_differences():
     table["partitions"][0]["label"] = None
     table["partitions"][0]["uuid"] = "X"
     assert P.differences(lay, table) == []
-    other = P.plan("gpt", 64 * MIB, [{"size": "9M", "flags": ["esp"], "fs": "vfat"},
-                                      {"size": "8M", "flags": ["boot"], "name": "b"},
-                                      {"size": "rest", "type": "linux-home"}], seed="r")
+    parts[0] = dict(parts[0], size="9M")
+    other = P.plan("gpt", 64 * MIB, parts, seed="r")
     assert any("partition 1 size" in d for d in P.differences(other, table))
 
 
