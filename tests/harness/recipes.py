@@ -37,6 +37,8 @@ DEFAULT_PACKAGES = (
     "libvirt-daemon-system", "libvirt-clients",
     "qemu-system-x86", "qemu-utils", "qemu-guest-agent", "qemu-user-static",
     "python3-pyelftools", "sasl2-bin", "libsasl2-modules",
+    # the libvirt role validates its config with libvirt's own Augeas lens
+    "augeas-tools",
 )
 
 RECIPES = {

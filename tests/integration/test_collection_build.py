@@ -31,7 +31,7 @@ def test_build_install_and_list(tmp_path):
 
     dest = tmp_path / "collections"
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest))
-    _run([BIN / "ansible-galaxy", "collection", "install", "-p", dest, tarball], env=env)
+    _run([BIN / "ansible-galaxy", "collection", "install", "--force", "-p", dest, tarball], env=env)
     assert (dest / "ansible_collections" / "vmhost" / "virt" / "MANIFEST.json").is_file()
 
     out = _run([BIN / "ansible-doc", "-l", "--json", "vmhost.virt"], env=env, cwd=tmp_path)
