@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Generate docs/modules/*.md and docs/roles/*.md from the collection's own metadata.
 
 Modules: `ansible-doc --json` (their DOCUMENTATION/EXAMPLES/RETURN). Roles:
@@ -29,7 +28,7 @@ def plain(text):
     def repl(m):
         kind, body = m.group(1), m.group(2)
         if kind in ("C", "O", "V", "E", "M"):
-            return f"`{body.split('=')[0] if kind == 'O' and '=' not in body else body}`"
+            return f"`{body}`"
         if kind == "B":
             return f"**{body}**"
         if kind == "I":
@@ -37,7 +36,7 @@ def plain(text):
         if kind == "U":
             return f"<{body}>"
         if kind == "L":
-            label, _, url = body.partition(",")
+            label, url = body.split(",", 1) if "," in body else (body, "")
             return f"[{label}]({url.strip()})"
         return body
 

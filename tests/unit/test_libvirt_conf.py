@@ -191,8 +191,8 @@ def test_extra_settings_round_trip(extra):
 
 
 def test_socket_plan_monolithic_with_tcp():
-    settings_, _ = lc.normalize("libvirtd", {"listen_tcp": True, "listen_addr": "127.0.0.1",
-                                             "tcp_port": "16519", "unix_sock_group": "virt"})
+    settings_ = lc.normalize("libvirtd", {"listen_tcp": True, "listen_addr": "127.0.0.1",
+                                          "tcp_port": "16519", "unix_sock_group": "virt"})[0]
     plan = lc.socket_plan(settings_, "monolithic")
     assert plan["enable"] == ["libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
                               "libvirtd-tcp.socket"]
@@ -206,7 +206,7 @@ def test_socket_plan_monolithic_with_tcp():
 
 
 def test_socket_plan_modular_ipv6_tls():
-    settings_, _ = lc.normalize("libvirtd", {"listen_tls": True, "listen_addr": "::1"})
+    settings_ = lc.normalize("libvirtd", {"listen_tls": True, "listen_addr": "::1"})[0]
     plan = lc.socket_plan(settings_, "modular")
     assert "virtqemud.socket" in plan["enable"] and "virtproxyd.socket" in plan["enable"]
     assert "virtproxyd-tls.socket" in plan["enable"] and "virtproxyd-tcp.socket" in plan["disable"]
