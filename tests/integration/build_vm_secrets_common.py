@@ -18,17 +18,10 @@ import subprocess
 import sys
 import tempfile
 
+from ansible_local import ansible_env
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODULE = "vmhost.virt.build_vm_secrets"
-
-
-def ansible_env(extra=None):
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_RETRY_FILES_ENABLED="0")
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".tmp" / "collections"))
-    if extra:
-        env.update(extra)
-    return env
 
 
 def play(steps, diff=True, verbosity=0):

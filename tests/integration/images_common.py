@@ -6,20 +6,9 @@ import subprocess
 import sys
 import tempfile
 
+from ansible_local import ansible_env
+
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLL = os.path.join(TOP, ".tmp", "collections")
-
-
-def ansible_env(extra=None):
-    env = dict(os.environ)
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", COLL)
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env["ANSIBLE_LOCALHOST_WARNING"] = "False"
-    env["ANSIBLE_INVENTORY_UNPARSED_WARNING"] = "False"
-    env.pop("SOURCE_DATE_EPOCH", None)
-    if extra:
-        env.update(extra)
-    return env
 
 
 def run_module(module, args, check=False, diff=False, env=None):

@@ -5,19 +5,9 @@ import pathlib
 import subprocess
 import sys
 
+from ansible_local import ansible_env
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-COLL = str(ROOT / ".tmp" / "collections")
-
-
-def ansible_env(extra=None):
-    env = dict(os.environ)
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", COLL)
-    env.setdefault("PYTHONPATH", COLL)
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
-    env.pop("SOURCE_DATE_EPOCH", None)
-    env.update(extra or {})
-    return env
 
 
 def run_module(args, check=False, diff=False, env=None, prefix=()):

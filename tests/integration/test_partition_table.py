@@ -12,7 +12,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from images_common import COLL, run_module  # noqa: E402
+from ansible_local import COLL  # noqa: E402
+from images_common import run_module  # noqa: E402
 
 from ansible_collections.vmhost.virt.plugins.module_utils import partitions  # noqa: E402
 
