@@ -73,6 +73,21 @@ class Field(object):
 AUTH_UNIX = ["none", "sasl", "polkit"]
 AUTH_NET = ["none", "sasl"]
 
+
+def _logging_fields(ident):
+    """The three logging fields libvirtd and virtlogd share; only the syslog ident differs."""
+    return (
+        Field("log_level", "int", 3,
+              "Logging level: 4 errors, 3 warnings, 2 information, 1 debug.", choices=[1, 2, 3, 4]),
+        Field("log_filters", "str", "3:remote 4:event",
+              "Space-separated logging filters C(LEVEL:NAME) or C(LEVEL:+NAME), LEVEL 1 to 4.",
+              validator="log_filters"),
+        Field("log_outputs", "str", "3:syslog:" + ident,
+              "Space-separated logging outputs: C(LEVEL:stderr), C(LEVEL:syslog:IDENT), "
+              "C(LEVEL:file:PATH) or C(LEVEL:journald), LEVEL 1 to 4.", validator="log_outputs"),
+    )
+
+
 # ---------------------------------------------------------------------------
 # libvirtd.conf (also virtproxyd.conf; virtqemud.conf takes the non-IP subset)
 # ---------------------------------------------------------------------------
@@ -179,15 +194,8 @@ LIBVIRTD_FIELDS = (
           "Like O(max_queued_clients), for the admin interface.", minimum=0),
     Field("admin_max_client_requests", "int", 5,
           "Like O(max_client_requests), for the admin interface.", minimum=1),
-    # Logging
-    Field("log_level", "int", 3,
-          "Logging level: 4 errors, 3 warnings, 2 information, 1 debug.", choices=[1, 2, 3, 4]),
-    Field("log_filters", "str", "3:remote 4:event",
-          "Space-separated logging filters C(LEVEL:NAME) or C(LEVEL:+NAME), LEVEL 1 to 4.",
-          validator="log_filters"),
-    Field("log_outputs", "str", "3:syslog:libvirtd",
-          "Space-separated logging outputs: C(LEVEL:stderr), C(LEVEL:syslog:IDENT), "
-          "C(LEVEL:file:PATH) or C(LEVEL:journald), LEVEL 1 to 4.", validator="log_outputs"),
+    # Logging: the fields virtlogd shares, from _logging_fields()
+) + _logging_fields("libvirtd") + (
     # Auditing
     Field("audit_level", "int", 1,
           "Auditing: 0 off, 1 on if the host audits, 2 on and exit if the host does not.",
@@ -234,15 +242,7 @@ REFERENCE_RENAMES = {
 # ---------------------------------------------------------------------------
 # virtlogd.conf
 # ---------------------------------------------------------------------------
-VIRTLOGD_FIELDS = (
-    Field("log_level", "int", 3,
-          "Logging level: 4 errors, 3 warnings, 2 information, 1 debug.", choices=[1, 2, 3, 4]),
-    Field("log_filters", "str", "3:remote 4:event",
-          "Space-separated logging filters C(LEVEL:NAME) or C(LEVEL:+NAME), LEVEL 1 to 4.",
-          validator="log_filters"),
-    Field("log_outputs", "str", "3:syslog:virtlogd",
-          "Space-separated logging outputs: C(LEVEL:stderr), C(LEVEL:syslog:IDENT), "
-          "C(LEVEL:file:PATH) or C(LEVEL:journald), LEVEL 1 to 4.", validator="log_outputs"),
+VIRTLOGD_FIELDS = _logging_fields("virtlogd") + (
     Field("max_clients", "int", 1024,
           "Maximum number of concurrent client connections (one per running guest).", minimum=1),
     Field("max_size", "int", 2097152,
