@@ -4,27 +4,23 @@ The command-line builders are pure (values in, argv out) and unit-tested; the
 probe runs QEMU for real and caches its verdict.
 """
 
-import hashlib
-import json
 import os
 import shutil
 import socket
-import subprocess
-import tempfile
-import time
+
+from ansible_collections.vmhost.virt.plugins.module_utils import qemu_accel as _accel
 
 from . import paths
 from .errors import HarnessError
 
 QEMU = "qemu-system-x86_64"
 ACCEL_ENV = "VMHOST_HARNESS_ACCEL"
-TCG = "tcg"
-KVM = "kvm"
-# A kernel that reaches its "cannot mount root" panic under KVM within this
-# many seconds proves KVM works; a stock Debian kernel hangs after "Probing
-# EDD" on some hosts where /dev/kvm exists.
-PROBE_TIMEOUT = 20
-PROBE_MARKERS = ("VFS: Unable to mount root", "Kernel panic")
+# The KVM probe is the collection's (module_utils/qemu_accel.py), shared with the
+# qemu_accel_probe module that the build_vm role runs.
+TCG = _accel.TCG
+KVM = _accel.KVM
+PROBE_TIMEOUT = _accel.PROBE_TIMEOUT
+PROBE_MARKERS = _accel.PROBE_MARKERS
 
 
 def find_qemu(which=None):
@@ -36,18 +32,15 @@ def find_qemu(which=None):
     return path
 
 
-# CPU models tried under KVM, best first ("host" aborts on an MSR on some
-# hosts; None is QEMU's default model).
-KVM_CPUS = ("host", None)
+KVM_CPUS = _accel.KVM_CPUS
 
 
 def accel_args(accel, cpu=None):
     """QEMU arguments for an accelerator verdict (``cpu`` only for KVM)."""
-    if accel == KVM:
-        return ["-accel", "kvm"] + (["-cpu", cpu] if cpu else [])
-    if accel == TCG:
-        return ["-accel", "tcg,thread=multi", "-cpu", "max"]  # cpu is always max under TCG
-    raise HarnessError("unknown accelerator %r (kvm or tcg)" % (accel,))
+    try:
+        return _accel.accel_args(accel, cpu)
+    except _accel.AccelError as exc:
+        raise HarnessError(str(exc))
 
 
 def kernel_cmdline(name, pubkey, extra=()):
@@ -104,12 +97,11 @@ def vm_argv(qemu, name, accel, cpu, memory, cpus, kernel, initrd, disk, port, co
 
 
 def probe_argv(qemu, accel, kernel, cpu=None):
-    """QEMU command that boots ``kernel`` with no root: it must reach the VFS
-    panic and exit (``panic=-1 -no-reboot``)."""
-    return [qemu, "-machine", "q35"] + accel_args(accel, cpu) + [
-        "-m", "256", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
-        "-serial", "stdio", "-no-reboot", "-kernel", kernel,
-        "-append", "console=ttyS0 root=/dev/vmhost-probe-none panic=-1 loglevel=7"]
+    """QEMU command that boots ``kernel`` with no root (see module_utils/qemu_accel.py)."""
+    try:
+        return _accel.probe_argv(qemu, accel, kernel, cpu)
+    except _accel.AccelError as exc:
+        raise HarnessError(str(exc))
 
 
 # ---------------------------------------------------------------------------
@@ -151,54 +143,15 @@ def free_port():
 # accelerator probe
 
 def qemu_version(qemu):
-    out = subprocess.run([qemu, "--version"], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, check=False).stdout.decode("utf-8", "replace")
-    return out.splitlines()[0] if out else "unknown"
+    return _accel.qemu_version(qemu)
 
 
-def probe_key(kernel, qemu_ver, host_release):
-    h = hashlib.sha256()
-    with open(kernel, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    h.update(b"\0" + qemu_ver.encode() + b"\0" + host_release.encode())
-    return h.hexdigest()[:24]
+probe_key = _accel.probe_key
 
 
 def _probe_kvm(qemu, kernel, cpu, timeout=PROBE_TIMEOUT):
     """Boot ``kernel`` under KVM with ``cpu``; return ``(works, detail)``."""
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(probe_argv(qemu, KVM, kernel, cpu), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        text = ""
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            out.seek(0)
-            text = out.read().decode("utf-8", "replace")
-            if any(m in text for m in PROBE_MARKERS):
-                break
-            time.sleep(0.2)
-        rc = proc.poll()
-        if rc is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    model = "-cpu %s" % cpu if cpu else "the default CPU"
-    if any(m in text for m in PROBE_MARKERS):
-        return True, "kernel reached the root-mount panic under KVM with %s" % model
-    last = [line for line in text.strip().splitlines() if line.strip()][-1:] or ["no output"]
-    if rc is not None:
-        return False, "KVM with %s: QEMU exited (%s) before the root-mount panic: %s" % (
-            model, rc, last[0].strip()[:100])
-    return False, "KVM with %s: no root-mount panic within %ds (last: %s)" % (
-        model, timeout, last[0].strip()[:100])
+    return _accel.probe_kvm(qemu, kernel, cpu, timeout)
 
 
 def choose_accel(qemu, kernel, cache=None, log=None):
@@ -213,30 +166,10 @@ def choose_accel(qemu, kernel, cache=None, log=None):
         if forced not in (KVM, TCG):
             raise HarnessError("%s=%s: use kvm or tcg" % (ACCEL_ENV, forced))
         return forced, (KVM_CPUS[0] if forced == KVM else "max"), "forced by %s" % ACCEL_ENV
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return TCG, "max", "/dev/kvm is missing or not accessible"
-    cache = cache or paths.cache_dir()
-    key = probe_key(kernel, qemu_version(qemu), os.uname().release)
-    verdict_file = os.path.join(cache, "accel", key + ".json")
     try:
-        with open(verdict_file) as f:
-            v = json.load(f)
-        return v["accel"], v["cpu"], v["reason"] + " (cached)"
-    except (OSError, ValueError, KeyError):
-        pass
-    if log:
-        log("probing KVM with %s" % os.path.basename(kernel))
-    accel, cpu, details = TCG, "max", []
-    for candidate in KVM_CPUS:
-        works, detail = _probe_kvm(qemu, kernel, candidate)
-        details.append(detail)
-        if works:
-            accel, cpu = KVM, candidate
-            break
-    reason = "; ".join(details)
-    paths.makedirs(os.path.dirname(verdict_file))
-    tmp = verdict_file + ".tmp%d" % os.getpid()
-    with open(tmp, "w") as f:
-        json.dump({"accel": accel, "cpu": cpu, "reason": reason, "kernel": kernel}, f)
-    os.replace(tmp, verdict_file)
-    return accel, cpu, reason
+        # Looked up at call time so tests can replace _probe_kvm / qemu_version.
+        return _accel.choose(qemu, kernel, cache_dir=cache or paths.cache_dir(),
+                             probe=lambda *a, **k: _probe_kvm(*a, **k),
+                             version=lambda q: qemu_version(q), log=log)
+    except (_accel.AccelError, OSError) as exc:
+        raise HarnessError("KVM probe failed: %s" % exc)
