@@ -1,4 +1,4 @@
-"""CLI: python -m tests.harness up|down|list|build|demo (see docs/harness.md)."""
+"""CLI: python -m tests.harness up|down|list|info|build|tree|demo (see docs/harness.md)."""
 
 import argparse
 import json
@@ -9,23 +9,33 @@ from .errors import HarnessError
 
 def _parser():
     p = argparse.ArgumentParser(prog="python -m tests.harness",
-                                description="Build and boot real Debian VMs for vmhost.virt tests.")
+                                description="Build and boot real Debian VMs and systemd-nspawn "
+                                            "containers for vmhost.virt tests.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     up = sub.add_parser("up", help="boot an instance and wait for SSH and systemd")
     up.add_argument("--name", required=True)
     up.add_argument("--recipe", default="default")
-    up.add_argument("--kind", default="vm")
-    up.add_argument("--memory", type=int, default=1024, help="MiB (default 1024)")
-    up.add_argument("--cpus", type=int, default=2)
-    up.add_argument("--guest-agent", action="store_true",
-                    help="add the org.qemu.guest_agent.0 channel on <instance_dir>/qga.sock")
-    up.add_argument("--qemu-arg", action="append", default=[], metavar="ARG",
-                    help="extra QEMU argument (repeatable; use --qemu-arg=-foo for dashes)")
-    up.add_argument("--drive", action="append", default=[], metavar="FILE",
-                    help="extra virtio drive (repeatable)")
-    up.add_argument("--port", type=int, default=None, help="SSH port on 127.0.0.1 (default: a free one)")
-    up.add_argument("--disk-size", default=None, help="root image size, e.g. 4G (default: tree + 1.5 GiB)")
+    up.add_argument("--kind", default="vm", choices=("vm", "nspawn"),
+                    help="vm: a QEMU VM (default); nspawn: a systemd-nspawn container")
+    up.add_argument("--memory", type=int, default=None, help="vm: MiB (default 1024)")
+    up.add_argument("--cpus", type=int, default=None, help="vm: default 2")
+    up.add_argument("--guest-agent", action="store_const", const=True, default=None,
+                    help="vm: add the org.qemu.guest_agent.0 channel on <instance_dir>/qga.sock")
+    up.add_argument("--qemu-arg", action="append", default=None, metavar="ARG",
+                    help="vm: extra QEMU argument (repeatable; use --qemu-arg=-foo for dashes)")
+    up.add_argument("--drive", action="append", default=None, metavar="FILE",
+                    help="vm: extra virtio drive (repeatable)")
+    up.add_argument("--port", type=int, default=None,
+                    help="vm: SSH port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--disk-size", default=None,
+                    help="vm: root image size, e.g. 4G (default: tree + 1.5 GiB)")
+    up.add_argument("--bind", action="append", default=None, metavar="SOURCE[:TARGET]",
+                    help="nspawn: bind mount a host path read-write (repeatable)")
+    up.add_argument("--bind-ro", action="append", default=None, metavar="SOURCE[:TARGET]",
+                    help="nspawn: bind mount a host path read-only (repeatable)")
+    up.add_argument("--nspawn-arg", action="append", default=None, metavar="ARG",
+                    help="nspawn: extra systemd-nspawn option (repeatable; --nspawn-arg=--foo)")
     up.add_argument("--timeout", type=int, default=300, help="seconds to wait for SSH+systemd")
     up.add_argument("--reuse", action="store_true",
                     help="if the instance already runs, wait for it and print it instead of failing")
@@ -42,6 +52,11 @@ def _parser():
     b.add_argument("--recipe", default="default")
     b.add_argument("--disk-size", default=None)
 
+    t = sub.add_parser("tree", help="print the cached root tree directory of a recipe "
+                                    "(bootstrapping it if absent; no image, no boot)")
+    t.add_argument("--recipe", default="default")
+    t.add_argument("--json", action="store_true", help="print the whole build record")
+
     info = sub.add_parser("info", help="print an instance's JSON")
     info.add_argument("--name", required=True)
 
@@ -50,15 +65,25 @@ def _parser():
     return p
 
 
+def _binds(values, readonly):
+    out = []
+    for value in values or []:
+        source, _, target = value.partition(":")
+        out.append({"source": source, "target": target or source, "readonly": readonly})
+    return out
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     from . import api
     try:
         if args.cmd == "up":
+            binds = _binds(args.bind, False) + _binds(args.bind_ro, True)
             opts = dict(recipe=args.recipe, kind=args.kind, memory=args.memory, cpus=args.cpus,
                         guest_agent=args.guest_agent, qemu_args=args.qemu_arg,
                         drives=args.drive, port=args.port, timeout=args.timeout,
-                        disk_size=args.disk_size, reuse=args.reuse)
+                        disk_size=args.disk_size, reuse=args.reuse, binds=binds or None,
+                        nspawn_args=args.nspawn_arg)
             if args.options_json:
                 opts.update(api.parse_options(args.options_json))
             info = api.up(name=args.name, **opts)
@@ -70,6 +95,9 @@ def main(argv=None):
             print(json.dumps(api.list_instances(), indent=2))
         elif args.cmd == "info":
             print(json.dumps(api.instance_info(args.name), sort_keys=True))
+        elif args.cmd == "tree":
+            result = api.tree(recipe=args.recipe)
+            print(json.dumps(result, sort_keys=True) if args.json else result["tree"])
         elif args.cmd == "build":
             print(json.dumps(api.build(recipe=args.recipe, size=args.disk_size), sort_keys=True))
         elif args.cmd == "demo":

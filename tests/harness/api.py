@@ -1,9 +1,11 @@
-"""Python API of the harness: build, up, down, instance_info, list_instances.
+"""Python API of the harness: build, tree, up, down, instance_info, list_instances.
 
     from tests.harness import api
-    info = api.up(name="x", recipe="default", guest_agent=True)
-    ... ssh -i info["identity_file"] -p info["port"] root@127.0.0.1 ...
-    api.down("x")
+    info = api.up(name="x", recipe="default", guest_agent=True)          # a QEMU VM
+    host = api.up(name="y", kind="nspawn", recipe="build-host",          # a container
+                  binds=[{"source": "/srv/img", "target": "/srv/img", "readonly": True}])
+    ... ssh -i info["identity_file"] -p info["port"] root@info["address"] ...
+    api.down("x"); api.down("y")
 """
 
 import json
@@ -18,11 +20,17 @@ import time
 from ansible_collections.vmhost.virt.plugins.module_utils import qemu_img
 
 from . import build as _build
-from . import paths, qemu
+from . import nspawn, paths, qemu
 from .errors import HarnessError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-KINDS = ("vm",)
+KINDS = ("vm", "nspawn")
+# Options that only make sense for one kind; the other kind refuses them.
+VM_ONLY = ("memory", "cpus", "guest_agent", "qemu_args", "drives", "port", "disk_size")
+NSPAWN_ONLY = ("binds", "nspawn_args")
+VM_DEFAULTS = {"memory": 1024, "cpus": 2, "guest_agent": False, "qemu_args": (),
+               "drives": (), "port": None, "disk_size": None}
+PIDFILES = ("qemu.pid", nspawn.PIDFILE)
 DEFAULT_TIMEOUT = 300
 POLL = 1.0
 
@@ -43,6 +51,12 @@ def check_name(name):
 def build(recipe="default", size=None):
     """Build or reuse the cached tree and base image of ``recipe``."""
     return _build.build(recipe=recipe, size=size)
+
+
+def tree(recipe="default"):
+    """Build or reuse only the cached root tree of ``recipe`` (no image, no
+    boot); ``result["tree"]`` is its directory.  Treat it as read-only."""
+    return _build.build_tree_only(recipe=recipe)
 
 
 def ssh_argv(info, command=None, connect_timeout=5):
@@ -102,11 +116,13 @@ def _pid_is_ours(pid, idir):
 
 
 def _read_pid(idir):
-    try:
-        with open(os.path.join(idir, "qemu.pid")) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
+    for name in PIDFILES:
+        try:
+            with open(os.path.join(idir, name)) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _write_json(path, data):
@@ -140,7 +156,8 @@ def list_instances():
             info = instance_info(name)
         except HarnessError:
             info = {}
-        out.append({"name": name, "pid": pid, "port": info.get("port"),
+        out.append({"name": name, "kind": info.get("kind") or _kind_on_disk(idir),
+                    "pid": pid, "address": info.get("address"), "port": info.get("port"),
                     "running": bool(pid and pid_alive(pid) and _pid_is_ours(pid, idir))})
     return out
 
@@ -163,10 +180,12 @@ def wait_ready(info, proc_pid, timeout=DEFAULT_TIMEOUT):
     """Wait until SSH answers and systemd says running/degraded."""
     deadline = time.monotonic() + timeout
     last = "no SSH answer yet"
+    what = "systemd-nspawn" if info.get("kind") == "nspawn" else "QEMU"
     while True:
         if not pid_alive(proc_pid):
-            raise HarnessError("QEMU (pid %d) of %s exited during boot; console log tail:\n%s"
-                               % (proc_pid, info["name"], console_tail(info["console_log"])))
+            raise HarnessError("%s (pid %d) of %s exited during boot; console log tail:\n%s"
+                               % (what, proc_pid, info["name"],
+                                  console_tail(info["console_log"])))
         try:
             proc = subprocess.run(ssh_argv(info, "systemctl is-system-running"),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -186,8 +205,7 @@ def wait_ready(info, proc_pid, timeout=DEFAULT_TIMEOUT):
         time.sleep(POLL)
 
 
-UP_OPTIONS = ("recipe", "kind", "memory", "cpus", "guest_agent", "qemu_args", "drives",
-              "port", "timeout", "disk_size", "reuse")
+UP_OPTIONS = ("recipe", "kind", "timeout", "reuse") + VM_ONLY + NSPAWN_ONLY
 
 
 def parse_options(text):
@@ -205,24 +223,64 @@ def parse_options(text):
     if unknown:
         raise HarnessError("unknown harness option(s) %s; known: %s"
                            % (", ".join(unknown), ", ".join(UP_OPTIONS)))
-    for key in ("qemu_args", "drives"):
+    for key in ("qemu_args", "drives", "binds", "nspawn_args"):
         if key in opts and not isinstance(opts[key], list):
             raise HarnessError("harness option %s must be a list" % key)
     return opts
 
 
-def up(name, recipe="default", kind="vm", memory=1024, cpus=2, guest_agent=False,
-       qemu_args=(), drives=(), port=None, timeout=DEFAULT_TIMEOUT, disk_size=None,
-       reuse=False):
+def check_kind_options(kind, given):
+    """Refuse options the chosen kind does not take (``given``: option ->
+    value; None means not given)."""
+    if kind not in KINDS:
+        raise HarnessError("unknown instance kind %r; known: %s" % (kind, ", ".join(KINDS)))
+    other = NSPAWN_ONLY if kind == "vm" else VM_ONLY
+    wrong = sorted(k for k in other if given.get(k) is not None)
+    if wrong:
+        raise HarnessError("option(s) %s only apply to kind %s, not to kind %s"
+                           % (", ".join(wrong), "nspawn" if kind == "vm" else "vm", kind))
+
+
+def _reuse_or_clear(name, idir, reuse, timeout):
+    """An existing instance directory: return the running instance (reuse),
+    refuse it, or remove a stale one.  None when the way is clear."""
+    if not os.path.isdir(idir):
+        return None
+    pid = _read_pid(idir)
+    if pid and pid_alive(pid) and _pid_is_ours(pid, idir):
+        if reuse:
+            info = instance_info(name)
+            info["systemd"] = wait_ready(info, pid, timeout=timeout)
+            return info
+        raise HarnessError("instance %s is already running (pid %d); "
+                           "`python -m tests.harness down --name %s` first" % (name, pid, name))
+    _remove(name, idir)          # stale: its process is gone
+    return None
+
+
+def up(name, recipe="default", kind="vm", memory=None, cpus=None, guest_agent=None,
+       qemu_args=None, drives=None, port=None, timeout=DEFAULT_TIMEOUT, disk_size=None,
+       reuse=False, binds=None, nspawn_args=None):
     """Boot an instance and wait until it is ready; return its description.
+
+    ``kind="vm"`` (default): a QEMU VM; ``kind="nspawn"``: a systemd-nspawn
+    container booted from the recipe's tree (``binds``: a list of
+    ``{"source", "target", "readonly"}``; ``nspawn_args``: extra options).
 
     Raises :class:`HarnessError` with a readable message on bad input
     (unknown recipe/distribution/suite, image too small, port taken, QEMU
-    missing) and when the guest does not come up (with the console log tail).
+    missing, an option of the other kind) and when the instance does not
+    come up (with the console log tail).
     """
     check_name(name)
-    if kind not in KINDS:
-        raise HarnessError("unknown instance kind %r; known: %s" % (kind, ", ".join(KINDS)))
+    check_kind_options(kind, {"memory": memory, "cpus": cpus, "guest_agent": guest_agent,
+                              "qemu_args": qemu_args, "drives": drives, "port": port,
+                              "disk_size": disk_size, "binds": binds,
+                              "nspawn_args": nspawn_args})
+    if kind == "nspawn":
+        return _up_nspawn(name, recipe, binds, nspawn_args, timeout, reuse)
+    memory = VM_DEFAULTS["memory"] if memory is None else memory
+    cpus = VM_DEFAULTS["cpus"] if cpus is None else cpus
     if isinstance(memory, bool) or not isinstance(memory, int) or memory < 256:
         raise HarnessError("memory must be a number of MiB, at least 256 (got %r)" % (memory,))
     if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
@@ -231,16 +289,9 @@ def up(name, recipe="default", kind="vm", memory=1024, cpus=2, guest_agent=False
     if port is not None:
         qemu.check_port(port)
     idir = paths.instance_dir(name)
-    if os.path.isdir(idir):
-        pid = _read_pid(idir)
-        if pid and pid_alive(pid) and _pid_is_ours(pid, idir):
-            if reuse:
-                info = instance_info(name)
-                info["systemd"] = wait_ready(info, pid, timeout=timeout)
-                return info
-            raise HarnessError("instance %s is already running (pid %d); "
-                               "`python -m tests.harness down --name %s` first" % (name, pid, name))
-        shutil.rmtree(idir)        # stale: QEMU is gone
+    running = _reuse_or_clear(name, idir, reuse, timeout)
+    if running:
+        return running
     drive_specs = [_drive_spec(d) for d in (drives or [])]
     image = _build.build(recipe=recipe, size=disk_size)
     accel, cpu, reason = qemu.choose_accel(qemu_bin, image["kernel"], log=_log)
@@ -303,6 +354,111 @@ def up(name, recipe="default", kind="vm", memory=1024, cpus=2, guest_agent=False
         raise
 
 
+NSPAWN_NET = "nspawn.json"
+NSPAWN_TIMEOUT = 120
+
+
+def _nspawn_reserved():
+    """Subnet numbers recorded by every instance directory."""
+    out = set()
+    root = paths.instances_dir()
+    for entry in os.listdir(root) if os.path.isdir(root) else []:
+        try:
+            with open(os.path.join(root, entry, NSPAWN_NET)) as f:
+                out.add(int(json.load(f)["subnet"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _up_nspawn(name, recipe, binds, nspawn_args, timeout, reuse):
+    nspawn_bin = nspawn.find_nspawn()
+    binds = nspawn.check_binds(binds)
+    extra = list(nspawn_args or [])
+    if not all(isinstance(a, str) and a.startswith("-") for a in extra):
+        raise HarnessError("nspawn_args must be a list of options starting with '-' "
+                           "(e.g. --capability=CAP_NET_ADMIN)")
+    idir = paths.instance_dir(name)
+    running = _reuse_or_clear(name, idir, reuse, timeout)
+    if running:
+        return running
+    tree_info = _build.build_tree_only(recipe=recipe)
+
+    paths.makedirs(paths.instances_dir(), 0o700)
+    started = time.monotonic()
+    # subnet choice and its record are atomic against other `up`s
+    with _build._Lock(os.path.join(paths.state_dir(), "nspawn-net.lock")):
+        os.mkdir(idir, 0o700)
+        number = nspawn.pick_subnet(nspawn.host_subnets_in_use(), _nspawn_reserved())
+        net = nspawn.subnet(number)
+        ifname = nspawn.host_ifname(number)
+        _write_json(os.path.join(idir, NSPAWN_NET), {"subnet": number, "ifname": ifname})
+    try:
+        key = os.path.join(idir, "id_ed25519")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                        "vmhost-harness-%s" % name, "-f", key], check=True,
+                       stdin=subprocess.DEVNULL)
+        os.chmod(key, 0o600)
+        with open(key + ".pub") as f:
+            pubkey = f.read()
+        t0 = time.monotonic()
+        root = nspawn.mount_overlay(tree_info["tree"], idir)
+        nspawn.write_instance_files(root, nspawn.instance_files(name, pubkey, net))
+        prepare_seconds = round(time.monotonic() - t0, 2)
+        info = {
+            "name": name, "kind": "nspawn", "address": net["guest"], "port": 22,
+            "user": "root", "identity_file": key, "instance_dir": idir,
+            "console_log": os.path.join(idir, "console.log"), "pid": None,
+            "recipe": tree_info["name"], "tree": tree_info["tree"], "root": root,
+            "host_address": net["host"], "host_interface": ifname,
+            "network": net["network"], "binds": binds, "nspawn_args": extra,
+            "prepare_seconds": prepare_seconds,
+        }
+        argv = nspawn.nspawn_argv(nspawn_bin, name, root, ifname, binds, extra)
+        info["pid"] = nspawn.start(argv, idir, name, nspawn.cgroup_dirs(name))
+        _write_json(os.path.join(idir, "instance.json"), info)
+        if not nspawn.configure_host_end(ifname, net, lambda: pid_alive(info["pid"])):
+            raise HarnessError("systemd-nspawn (pid %d) of %s exited during start; "
+                               "console log tail:\n%s"
+                               % (info["pid"], name, console_tail(info["console_log"])))
+        _log("%s booting in systemd-nspawn (pid %d), ssh on %s:22"
+             % (name, info["pid"], net["guest"]))
+        info["systemd"] = wait_ready(info, info["pid"], timeout=timeout)
+        info["boot_seconds"] = round(time.monotonic() - started, 1)
+        _write_json(os.path.join(idir, "instance.json"), info)
+        return info
+    except BaseException:
+        _remove(name, idir)
+        raise
+
+
+def _kind_on_disk(idir):
+    if os.path.exists(os.path.join(idir, NSPAWN_NET)) or \
+            os.path.lexists(os.path.join(idir, "root")):
+        return "nspawn"
+    return "vm"
+
+
+def _remove(name, idir):
+    """Stop whatever runs for the instance and remove its directory, also
+    when it is half-created."""
+    if _kind_on_disk(idir) == "nspawn":
+        ifname = None
+        try:
+            with open(os.path.join(idir, NSPAWN_NET)) as f:
+                ifname = json.load(f).get("ifname")
+        except (OSError, ValueError):
+            pass
+        if not nspawn.cleanup(idir, name, _read_pid(idir),
+                              lambda pid: _pid_is_ours(pid, idir), ifname):
+            raise HarnessError("cannot unmount %s: the container root of %s is still "
+                               "busy; its directory is left in place"
+                               % (os.path.join(idir, "root"), name))
+    else:
+        _stop(idir)
+    shutil.rmtree(idir, ignore_errors=True)
+
+
 def _stop(idir, grace=15):
     pid = _read_pid(idir)
     if not pid or not pid_alive(pid) or not _pid_is_ours(pid, idir):
@@ -320,7 +476,8 @@ def _stop(idir, grace=15):
 
 
 def down(name):
-    """Stop the instance's QEMU by its PID and remove its directory.
+    """Stop the instance (QEMU or systemd-nspawn) by its PID and remove its
+    directory (for nspawn also its veth, overlay mount and cgroups).
 
     Returns True when something was there to remove; an absent instance is
     not an error (destroy must always succeed).
@@ -329,6 +486,5 @@ def down(name):
     idir = paths.instance_dir(name)
     if not os.path.isdir(idir):
         return False
-    _stop(idir)
-    shutil.rmtree(idir, ignore_errors=True)
+    _remove(name, idir)
     return True

@@ -120,7 +120,7 @@ def build_tree(name, spec, digest, cache):
          % (name, spec["distribution"], spec["suite"], len(spec["packages"]), final))
     try:
         _run(["nice", "-n", "10"] + tree.mmdebstrap_argv(spec, tmp), "mmdebstrap")
-        tree.post_steps(tmp)
+        tree.post_steps(tmp, spec.get("post", "harness"))
         tree.find_boot_files(tmp)
         with open(os.path.join(trees, ".tmp-%s.json" % key), "w") as f:
             json.dump({"name": name, "sha256": digest, "recipe": spec,
@@ -167,6 +167,28 @@ def build_image(key, root, cache, size=None):
             if os.path.exists(leftover):
                 os.unlink(leftover)
     return final
+
+
+def build_tree_only(recipe="default", cache=None):
+    """Build (or reuse) only the cached root tree of ``recipe`` (no image):
+    what nspawn instances boot and what image playbooks start from.
+
+    Returns ``{"name", "sha256", "key", "tree", "kernel", "initrd",
+    "seconds", "cached"}``.
+    """
+    start = time.monotonic()
+    name, spec = recipes.resolve(recipe)
+    digest = recipes.recipe_hash(spec, tree.POST_STEPS_VERSION)
+    key = cache_key(name, digest)
+    cache = cache or paths.cache_dir()
+    paths.makedirs(cache)
+    cached = os.path.isdir(os.path.join(cache, "trees", key))
+    with _Lock(os.path.join(cache, "locks", key + ".lock")):
+        root = build_tree(name, spec, digest, cache)
+    kernel, initrd = tree.find_boot_files(root)
+    return {"name": name, "sha256": digest, "key": key, "tree": root,
+            "kernel": kernel, "initrd": initrd, "cached": cached,
+            "seconds": round(time.monotonic() - start, 2)}
 
 
 def build(recipe="default", cache=None, size=None):

@@ -39,21 +39,55 @@ DEFAULT_PACKAGES = (
     "python3-pyelftools", "sasl2-bin", "libsasl2-modules",
     # the libvirt role validates its config with libvirt's own Augeas lens
     "augeas-tools",
+    # build hosts: Debian's Nix is the host side of offloaded builds (no unit,
+    # no daemon: 13 MB; one image for VM hosts and build hosts is cheaper in CI
+    # than a second recipe, which costs one more mmdebstrap)
+    "nix-bin",
 )
+
+# The root tree of the build VM guest image (playbooks/build_vm_image.yml
+# turns it into a disk image): boots, SSH, Nix with its daemon, guest agent.
+# Kept minimal: every MB is TCG boot time and image size.
+BUILD_VM_GUEST_PACKAGES = (
+    "systemd-sysv", "linux-image-amd64", "udev", "dbus", "e2fsprogs",
+    "openssh-server", "python3", "iproute2", "ifupdown", "isc-dhcp-client",
+    "nix-bin", "nix-setup-systemd", "qemu-guest-agent",
+)
+
+BOOKWORM_MIRRORS = [
+    "deb %s bookworm main" % DEBIAN_MIRROR,
+    "deb %s bookworm-updates main" % DEBIAN_MIRROR,
+    "deb %s bookworm-security main" % DEBIAN_SECURITY,
+]
+
+# Recipe names that are another recipe under a second name: they resolve to
+# the same cache entry (no second bootstrap).
+ALIASES = {
+    # nspawn build hosts boot the default tree (it has QEMU and nix-bin)
+    "build-host": "default",
+}
 
 RECIPES = {
     "default": {
         "distribution": "debian",
         "suite": "bookworm",
         "variant": "minbase",
-        "mirrors": [
-            "deb %s bookworm main" % DEBIAN_MIRROR,
-            "deb %s bookworm-updates main" % DEBIAN_MIRROR,
-            "deb %s bookworm-security main" % DEBIAN_SECURITY,
-        ],
+        "mirrors": list(BOOKWORM_MIRRORS),
         "packages": list(DEFAULT_PACKAGES),
     },
+    "build-vm-guest": {
+        "distribution": "debian",
+        "suite": "bookworm",
+        "variant": "minbase",
+        "mirrors": list(BOOKWORM_MIRRORS),
+        "packages": list(BUILD_VM_GUEST_PACKAGES),
+        # file-only post-steps for a real image, not for a harness instance:
+        # no harness first-boot unit, no root SSH login (see tree.post_steps)
+        "post": "image",
+    },
 }
+
+POST_PROFILES = ("harness", "image")
 
 
 def resolve(recipe):
@@ -63,13 +97,15 @@ def resolve(recipe):
     Raises :class:`HarnessError` for unknown names, distributions or suites.
     """
     if isinstance(recipe, str):
+        recipe = ALIASES.get(recipe, recipe)
         if recipe not in RECIPES:
             raise HarnessError("unknown recipe %r; known recipes: %s"
-                               % (recipe, ", ".join(sorted(RECIPES))))
+                               % (recipe, ", ".join(sorted(set(RECIPES) | set(ALIASES)))))
         name, spec = recipe, copy.deepcopy(RECIPES[recipe])
     elif isinstance(recipe, dict):
         spec = copy.deepcopy(recipe)
         base = spec.pop("base", None)
+        base = ALIASES.get(base, base)
         name = spec.pop("name", None) or base or "custom"
         if base is not None:
             if base not in RECIPES:
@@ -106,6 +142,9 @@ def validate(spec):
             raise HarnessError("bad package name %r in recipe" % (pkg,))
     if not spec.get("mirrors"):
         raise HarnessError("recipe has no mirrors")
+    if spec.get("post", "harness") not in POST_PROFILES:
+        raise HarnessError("unknown post-step profile %r; known: %s"
+                           % (spec.get("post"), ", ".join(POST_PROFILES)))
 
 
 def recipe_hash(spec, post_version):
@@ -122,5 +161,9 @@ def recipe_hash(spec, post_version):
         "packages": sorted(set(spec["packages"])),
         "post": post_version,
     }
+    # the harness profile is the historical default: it adds nothing, so
+    # existing cache keys stay valid
+    if spec.get("post", "harness") != "harness":
+        canon["post_profile"] = spec["post"]
     data = json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest()

@@ -128,11 +128,23 @@ def _symlink(root, rel, target):
     os.symlink(target, path)
 
 
-def post_steps(root):
-    """Apply the harness post-steps to the tree at ``root`` (file writes only)."""
+def post_steps(root, profile="harness"):
+    """Apply the post-steps to the tree at ``root`` (file writes only).
+
+    ``harness`` (instances of the harness): everything below.  ``image`` (a
+    tree another playbook turns into a real image, e.g. the build VM guest):
+    only what no image should carry (SSH host keys, a machine-id, root's
+    authorized keys, apt timers racing the roles) plus eth0 DHCP; no harness
+    first-boot unit, no root SSH login, no fstab.
+    """
     if not os.path.isdir(os.path.join(root, "etc")):
         raise HarnessError("%s does not look like a root tree (no etc/)" % root)
+    if profile not in ("harness", "image"):
+        raise HarnessError("unknown post-step profile %r" % (profile,))
     _write(root, "/etc/network/interfaces", INTERFACES)
+    if profile == "image":
+        _neutral_steps(root)
+        return
     _write(root, "/etc/fstab", FSTAB)
     _write(root, "/etc/hostname", HOSTNAME + "\n")
     _write(root, "/etc/hosts",
@@ -140,10 +152,6 @@ def post_steps(root):
            % HOSTNAME)
     _write(root, "/etc/ssh/sshd_config.d/vmhost-harness.conf", SSHD_CONF)
     # per-instance host keys: generated at first boot by the unit below
-    sshdir = os.path.join(root, "etc/ssh")
-    for name in os.listdir(sshdir):
-        if name.startswith("ssh_host_"):
-            os.unlink(os.path.join(sshdir, name))
     _write(root, "/usr/local/sbin/vmhost-harness-firstboot", FIRSTBOOT_SCRIPT, 0o755)
     _write(root, "/etc/systemd/system/vmhost-harness-firstboot.service", FIRSTBOOT_UNIT)
     _symlink(root, "/etc/systemd/system/sysinit.target.wants/vmhost-harness-firstboot.service",
@@ -152,6 +160,16 @@ def post_steps(root):
     # too; the explicit link keeps it when the command line changes)
     _symlink(root, "/etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service",
              "/lib/systemd/system/serial-getty@.service")
+    _neutral_steps(root)
+
+
+def _neutral_steps(root):
+    """What no shared tree may carry: host keys, machine-id, authorized keys;
+    and the timers that race with roles."""
+    sshdir = os.path.join(root, "etc/ssh")
+    for name in os.listdir(sshdir) if os.path.isdir(sshdir) else []:
+        if name.startswith("ssh_host_"):
+            os.unlink(os.path.join(sshdir, name))
     for unit in MASKED_UNITS:
         _symlink(root, "/etc/systemd/system/" + unit, "/dev/null")
     # empty machine-id: systemd generates one per instance at boot

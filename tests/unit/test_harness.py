@@ -430,7 +430,8 @@ def test_list_instances_sees_stale_dirs(monkeypatch, tmp_path):
     d = tmp_path / "instances" / "old"
     d.mkdir(parents=True)
     (d / "qemu.pid").write_text("999999999\n")
-    assert api.list_instances() == [{"name": "old", "pid": 999999999, "port": None, "running": False}]
+    assert api.list_instances() == [{"name": "old", "kind": "vm", "pid": 999999999,
+                                    "address": None, "port": None, "running": False}]
 
 
 def test_demo_inventory_puts_the_vm_in_every_group():
