@@ -7,6 +7,12 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 
+try:  # ansible-core >= 2.19 templates only strings marked as trusted templates
+    from ansible.template import trust_as_template
+except ImportError:  # ansible-core < 2.19 trusts every string
+    def trust_as_template(text):
+        return text
+
 ROLE = pathlib.Path(__file__).resolve().parents[2] / "roles" / "guest_agent"
 TEMPLATE = ROLE / "templates/etc/systemd/system/qemu-guest-agent.service.d/vmhost-virt.conf.j2"
 
@@ -22,7 +28,7 @@ def _vars(**overrides):
 
 def render(**overrides):
     templar = Templar(loader=DataLoader(), variables=_vars(**overrides))
-    return templar.template(TEMPLATE.read_text(), escape_backslashes=False)
+    return templar.template(trust_as_template(TEMPLATE.read_text()), escape_backslashes=False)
 
 
 def exec_start(text):
