@@ -2,6 +2,8 @@
 
 import argparse
 import json
+import shlex
+import subprocess
 import sys
 
 from .errors import HarnessError
@@ -60,6 +62,11 @@ def _parser():
     info = sub.add_parser("info", help="print an instance's JSON")
     info.add_argument("--name", required=True)
 
+    sh = sub.add_parser("ssh", help="run a command in an instance (or print the ssh command)")
+    sh.add_argument("--name", required=True)
+    sh.add_argument("--print", action="store_true", help="print the ssh command line instead")
+    sh.add_argument("command", nargs=argparse.REMAINDER, help="command (after --)")
+
     demo = sub.add_parser("demo", help="the `make demo` VM")
     demo.add_argument("action", choices=["up", "destroy"])
     return p
@@ -100,6 +107,15 @@ def main(argv=None):
             print(json.dumps(result, sort_keys=True) if args.json else result["tree"])
         elif args.cmd == "build":
             print(json.dumps(api.build(recipe=args.recipe, size=args.disk_size), sort_keys=True))
+        elif args.cmd == "ssh":
+            info = api.instance_info(args.name)
+            words = args.command[1:] if args.command[:1] == ["--"] else args.command
+            command = " ".join(words) or None
+            argv = api.ssh_argv(info, command)
+            if args.print:
+                print(" ".join(shlex.quote(a) for a in argv))
+                return 0
+            return subprocess.call(argv)
         elif args.cmd == "demo":
             from . import demo
             return demo.up() if args.action == "up" else demo.destroy()
