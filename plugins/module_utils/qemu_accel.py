@@ -178,10 +178,25 @@ def probe_kvm_init(qemu, machine=X86_MACHINE, timeout=PROBE_TIMEOUT):
     return False, "KVM: QEMU exited (%s): %s" % (proc.returncode, last[0].strip()[:100])
 
 
+def host_kernel(release=None):
+    """The running kernel's image when it is readable (a fair kernel to boot-test KVM with
+    when the guest boots its disk itself), else None."""
+    release = release or os.uname().release
+    for path in ("/boot/vmlinuz-%s" % release, "/boot/vmlinuz"):
+        if os.path.isfile(path) and os.access(path, os.R_OK):
+            return path
+    return None
+
+
 def decide(policy, qemu, kernel=None, kvm_possible=True, cache_dir=None, machine=X86_MACHINE,
-           console="ttyS0", timeout=PROBE_TIMEOUT, dry_run=False):
-    """The role's accelerator policy: ``tcg`` always TCG; ``auto`` KVM when the probe says
-    it works; ``kvm`` KVM or an AccelError saying why not.  Returns (accel, cpu, reason)."""
+           console="ttyS0", timeout=PROBE_TIMEOUT, dry_run=False, fallback_kernel=host_kernel):
+    """The role's accelerator policy: ``tcg`` always TCG; ``auto`` KVM only when a kernel
+    boots under KVM (the guest's, else the host's own when the guest has the host's
+    architecture); ``kvm`` KVM or an AccelError saying why not.  Returns (accel, cpu, reason).
+
+    QEMU initialising KVM proves nothing (it does where the kernel then hangs), so ``auto``
+    with no kernel to boot chooses TCG; ``kvm`` then settles for the initialisation check.
+    """
     if policy not in ("auto", KVM, TCG):
         raise AccelError("accelerator policy must be auto, kvm or tcg, got %r" % (policy,))
     if policy == TCG:
@@ -190,12 +205,16 @@ def decide(policy, qemu, kernel=None, kvm_possible=True, cache_dir=None, machine
         verdict = (TCG, "max", "KVM cannot run this guest architecture on a %s host" % os.uname().machine)
     elif not os.access("/dev/kvm", os.R_OK | os.W_OK):
         verdict = (TCG, "max", "/dev/kvm is missing or not accessible")
-    elif kernel:
-        verdict = choose(qemu, kernel, cache_dir=cache_dir, machine=machine, console=console,
-                         timeout=timeout, dry_run=dry_run)
     else:
-        works, detail = probe_kvm_init(qemu, machine, timeout)
-        verdict = (KVM, None, detail) if works else (TCG, "max", detail)
+        kernel = kernel or (fallback_kernel() if fallback_kernel else None)
+        if kernel:
+            verdict = choose(qemu, kernel, cache_dir=cache_dir, machine=machine, console=console,
+                             timeout=timeout, dry_run=dry_run)
+        elif policy == KVM:
+            works, detail = probe_kvm_init(qemu, machine, timeout)
+            verdict = (KVM, None, detail) if works else (TCG, "max", detail)
+        else:
+            verdict = (TCG, "max", "no kernel to boot-test KVM with (set kernel, or accelerator kvm)")
     if policy == KVM and verdict[0] != KVM:
         raise AccelError("accelerator kvm requested but KVM does not work here: %s" % verdict[2])
     return verdict

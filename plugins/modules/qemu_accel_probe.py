@@ -30,7 +30,8 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The probe runs in check mode too (it changes nothing on the host); only the
-      verdict cache is not written.
+      verdict cache is not written. A QEMU binary that is not installed yet gives TCG and
+      C(/usr/bin/<qemu>) in check mode, where a real run fails.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
@@ -128,6 +129,10 @@ def run(module):
     qemu = params["qemu"]
     if not os.path.isabs(qemu):
         found = module.get_bin_path(qemu)
+        if not found and module.check_mode:
+            # Check mode before the package is installed: predict what a run would do.
+            module.exit_json(changed=False, accel="tcg", cpu="max", qemu="/usr/bin/" + qemu,
+                             reason="%s is not installed yet (check mode): a real run probes" % qemu)
         if not found:
             module.fail_json(msg="%s not found in PATH: install the QEMU system emulator" % qemu)
         qemu = found
