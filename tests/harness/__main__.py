@@ -75,7 +75,7 @@ def _parser():
 def _binds(values, readonly):
     out = []
     for value in values or []:
-        source, _, target = value.partition(":")
+        source, target = (value.split(":", 1) + [""])[:2]
         out.append({"source": source, "target": target or source, "readonly": readonly})
     return out
 

@@ -415,15 +415,15 @@ def _up_nspawn(name, recipe, binds, nspawn_args, timeout, reuse):
             "prepare_seconds": prepare_seconds,
         }
         argv = nspawn.nspawn_argv(nspawn_bin, name, root, ifname, binds, extra)
-        info["pid"] = nspawn.start(argv, idir, name, nspawn.cgroup_dirs(name))
+        pid = nspawn.start(argv, idir, name, nspawn.cgroup_dirs(name))
+        info["pid"] = pid
         _write_json(os.path.join(idir, "instance.json"), info)
-        if not nspawn.configure_host_end(ifname, net, lambda: pid_alive(info["pid"])):
+        if not nspawn.configure_host_end(ifname, net, lambda: pid_alive(pid)):
             raise HarnessError("systemd-nspawn (pid %d) of %s exited during start; "
                                "console log tail:\n%s"
-                               % (info["pid"], name, console_tail(info["console_log"])))
-        _log("%s booting in systemd-nspawn (pid %d), ssh on %s:22"
-             % (name, info["pid"], net["guest"]))
-        info["systemd"] = wait_ready(info, info["pid"], timeout=timeout)
+                               % (pid, name, console_tail(info["console_log"])))
+        _log("%s booting in systemd-nspawn (pid %d), ssh on %s:22" % (name, pid, net["guest"]))
+        info["systemd"] = wait_ready(info, pid, timeout=timeout)
         info["boot_seconds"] = round(time.monotonic() - started, 1)
         _write_json(os.path.join(idir, "instance.json"), info)
         return info

@@ -363,8 +363,8 @@ def configure_host_end(ifname, net, alive, timeout=30):
         if proc.returncode != 0:
             if not alive():
                 return False
-            raise HarnessError("ip %s failed: %s" % (" ".join(args),
-                                                      proc.stdout.decode().strip()))
+            raise HarnessError("ip %s failed: %s"
+                               % (" ".join(args), proc.stdout.decode().strip()))
     return True
 
 
