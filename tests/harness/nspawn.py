@@ -295,12 +295,27 @@ def cgroup_dirs(name, root=CGROUP_ROOT):
     return dirs
 
 
-def enter_cgroups(dirs):
-    """Run in the child before exec: create and join the instance's cgroups."""
+def make_cgroups(dirs):
+    """Create the instance's cgroups; return those that exist (nspawn still
+    runs in the caller's cgroup where one cannot be made)."""
+    made = []
     for d in dirs:
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "cgroup.procs"), "w") as f:
-            f.write("%d\n" % os.getpid())
+        try:
+            os.makedirs(d, exist_ok=True)
+            made.append(d)
+        except OSError:
+            continue
+    return made
+
+
+def enter_cgroups(dirs):
+    """Run in the child before exec: join the instance's cgroups."""
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write("%d\n" % os.getpid())
+        except OSError:
+            pass
 
 
 def cgroup_pids(dirs):
@@ -332,6 +347,7 @@ def start(argv, idir, name, cgroups):
     write nspawn.pid and nspawn.argv.  Returns the PID."""
     with open(os.path.join(idir, "nspawn.argv"), "w") as f:
         json.dump(argv, f)
+    cgroups = make_cgroups(cgroups)
     log = open(os.path.join(idir, "console.log"), "ab")
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,

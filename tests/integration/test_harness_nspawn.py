@@ -174,6 +174,15 @@ def test_cli_refuses_a_vm_option_for_nspawn(pair):
     assert not os.path.exists(paths.instance_dir("it-refused"))
 
 
+def test_a_failed_start_reports_the_console_and_cleans_up(pair):
+    name = "it-nspawn-bad-%d" % os.getpid()
+    with pytest.raises(HarnessError) as err:
+        api.up(name=name, kind="nspawn", nspawn_args=["--no-such-nspawn-option"], timeout=30)
+    assert "exited" in str(err.value) and "no-such-nspawn-option" in str(err.value)
+    assert not os.path.exists(paths.instance_dir(name))
+    assert not [d for d in nspawn.cgroup_dirs(name) if os.path.exists(d)]
+
+
 def _leftovers(info):
     found = []
     if api.pid_alive(info["pid"]):
