@@ -2,10 +2,12 @@
 
 Builds Debian root trees (cached by a hash of their recipe), turns them into
 ext4/qcow2 images without loop devices or mounts, and boots per-instance
-copy-on-write overlays with QEMU.  See docs/harness.md.
+copy-on-write overlays with QEMU (kind ``vm``) or boots the tree itself in a
+systemd-nspawn container on an overlayfs root (kind ``nspawn``).  See
+docs/harness.md.
 
-CLI: ``python -m tests.harness up|down|list|build|demo``; Python API in
-:mod:`tests.harness.api`.
+CLI: ``python -m tests.harness up|down|list|info|ssh|build|tree|demo``; Python
+API in :mod:`tests.harness.api`.
 """
 
 import os as _os
