@@ -16,8 +16,8 @@ BIN = pathlib.Path(sys.executable).parent
 def _run(cmd, cwd=ROOT):
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
                           check=False)
-    assert proc.returncode == 0, "%s failed:\n%s\n%s" % (" ".join(map(str, cmd)), proc.stdout,
-                                                           proc.stderr)
+    command = " ".join(map(str, cmd))
+    assert proc.returncode == 0, "%s failed:\n%s\n%s" % (command, proc.stdout, proc.stderr)
     return proc.stdout
 
 
