@@ -33,6 +33,7 @@ VM_DEFAULTS = {"memory": 1024, "cpus": 2, "guest_agent": False, "qemu_args": (),
 PIDFILES = ("qemu.pid", nspawn.PIDFILE)
 DEFAULT_TIMEOUT = 300
 POLL = 1.0
+NSPAWN_POLL = 0.2          # a container is up in about a second
 
 
 def _log(msg):
@@ -176,8 +177,10 @@ def _drive_spec(drive):
     return (os.path.abspath(path), fmt)
 
 
-def wait_ready(info, proc_pid, timeout=DEFAULT_TIMEOUT):
+def wait_ready(info, proc_pid, timeout=DEFAULT_TIMEOUT, poll=None):
     """Wait until SSH answers and systemd says running/degraded."""
+    if poll is None:
+        poll = NSPAWN_POLL if info.get("kind") == "nspawn" else POLL
     deadline = time.monotonic() + timeout
     last = "no SSH answer yet"
     what = "systemd-nspawn" if info.get("kind") == "nspawn" else "QEMU"
@@ -202,7 +205,7 @@ def wait_ready(info, proc_pid, timeout=DEFAULT_TIMEOUT):
         if time.monotonic() > deadline:
             raise HarnessError("%s not ready after %ds (last seen: %s); console log tail:\n%s"
                                % (info["name"], timeout, last, console_tail(info["console_log"])))
-        time.sleep(POLL)
+        time.sleep(poll)
 
 
 UP_OPTIONS = ("recipe", "kind", "timeout", "reuse") + VM_ONLY + NSPAWN_ONLY
