@@ -795,6 +795,11 @@ def build_parser():
     return parser
 
 
+def _out(msg):
+    sys.stdout.write("%s: %s\n" % (PROGRAM, msg))
+    sys.stdout.flush()
+
+
 def _say(msg):
     sys.stderr.write("%s: %s\n" % (PROGRAM, msg))
     sys.stderr.flush()
@@ -809,7 +814,7 @@ def main(argv=None):
         except (ProtocolError, TransferTimeout, OSError) as exc:
             _say("sending secrets to %s failed: %s" % (_describe(target), exc))
             return 1
-        print("%s: delivered %d files to %s" % (PROGRAM, count, _describe(target)))
+        _out("delivered %d files to %s" % (count, _describe(target)))
         return 0
     timeout = args.timeout
     try:
@@ -819,8 +824,7 @@ def main(argv=None):
         pass
     deadline = time.monotonic() + timeout
     limits = {"max_files": args.max_files, "max_bytes": args.max_bytes}
-    print("%s: waiting up to %ds for secrets on %s" % (
-        PROGRAM, timeout, args.device or "%s:%d" % args.tcp_listen), flush=True)
+    _out("waiting up to %ds for secrets on %s" % (timeout, args.device or "%s:%d" % args.tcp_listen))
     try:
         if args.device:
             written = receive_device(args.device, args.root, deadline, **limits)
@@ -832,9 +836,9 @@ def main(argv=None):
             _say("rebooting")
             subprocess.call(["systemctl", "reboot"])
         return 1
-    print("%s: installed %d files under %s" % (PROGRAM, len(written), args.root), flush=True)
+    _out("installed %d files under %s" % (len(written), args.root))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

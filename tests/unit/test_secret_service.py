@@ -65,12 +65,12 @@ def test_string_escapes_guile_style():
 
 
 def test_guix_full_st_mode_accepted_and_masked():
-    value, _ = ss.parse_sexp(b'(secrets (version 0) (files (("/etc/x" 3 33152))))')
+    value, dummy = ss.parse_sexp(b'(secrets (version 0) (files (("/etc/x" 3 33152))))')
     assert ss.parse_header(value) == [("/etc/x", 3, 0o600)]
 
 
 def test_greeting_and_replies():
-    value, _ = ss.parse_sexp(ss.GREETING)
+    value, dummy = ss.parse_sexp(ss.GREETING)
     assert ss.check_greeting(value) == [0]
     assert ss.parse_reply(ss.parse_sexp(ss.encode_reply(count=3))[0]) == ("received", 3)
     assert ss.parse_reply(ss.parse_sexp(ss.encode_reply(error='bad "x"\nline'))[0]) == ("error", 'bad "x" line')
@@ -129,7 +129,7 @@ def test_overlong_header_without_closing_paren():
     reader = ss.SexpReader(max_bytes=1000)
     assert reader.feed(b"(secrets (version 0) (files (") is None
     with pytest.raises(ss.ProtocolError, match="without its closing paren"):
-        for _ in range(100):
+        for dummy in range(100):
             reader.feed(b'("/a" 1 384) ')
 
 
@@ -221,7 +221,7 @@ def test_round_trip_socketpair(tmp_path):
     listener.listen(1)
 
     def relay():
-        conn, _ = listener.accept()
+        conn, dummy = listener.accept()
         fds = {conn: host_end, host_end: conn}
         while True:
             ready, _w, _x = select.select(list(fds), [], [], 5)
@@ -264,7 +264,7 @@ class FakeVirtioPort:
         self.thread.start()
 
     def relay(self):
-        conn, _ = self.listener.accept()
+        conn, dummy = self.listener.accept()
         while True:
             ready, _w, _x = select.select([conn, self.master], [], [], 10)
             if not ready:
