@@ -305,7 +305,10 @@ def test_bad_inputs_fail_clearly(args):
     results, _out = play([(dict(args, **change), False) for change, _msg in BAD_INPUTS])
     for (change, msg), done in zip(BAD_INPUTS, results):
         assert done.get("failed") and msg in done["msg"], (change, done)
-        assert "Traceback" not in done["msg"] and "exception" not in done, (change, done)
+        # ansible-core >= 2.19 adds exception="(traceback unavailable)" to every failure;
+        # what matters is that no Python traceback reached the user.
+        assert "Traceback" not in done["msg"], (change, done)
+        assert "Traceback" not in done.get("exception", ""), (change, done)
     assert not os.path.exists(args["secret_root"])
 
 
