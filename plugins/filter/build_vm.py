@@ -12,13 +12,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleFilterError
+from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
+from jinja2.runtime import Undefined
 
 from ansible_collections.vmhost.virt.plugins.module_utils import build_vm as bv
 
 
 def _plain(value):
     """Turn Ansible's lazy/unsafe containers into plain Python values."""
+    if isinstance(value, Undefined):
+        raise AnsibleUndefinedVariable("build_vm filter applied to an undefined value")
     if isinstance(value, dict):
         return dict((str(k), _plain(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):

@@ -166,10 +166,16 @@ def choose_accel(qemu, kernel, cache=None, log=None):
         if forced not in (KVM, TCG):
             raise HarnessError("%s=%s: use kvm or tcg" % (ACCEL_ENV, forced))
         return forced, (KVM_CPUS[0] if forced == KVM else "max"), "forced by %s" % ACCEL_ENV
+    # Looked up at call time so tests can replace _probe_kvm / qemu_version.
+
+    def probe(*args, **kwargs):
+        return _probe_kvm(*args, **kwargs)
+
+    def version(binary):
+        return qemu_version(binary)
+
     try:
-        # Looked up at call time so tests can replace _probe_kvm / qemu_version.
         return _accel.choose(qemu, kernel, cache_dir=cache or paths.cache_dir(),
-                             probe=lambda *a, **k: _probe_kvm(*a, **k),
-                             version=lambda q: qemu_version(q), log=log)
+                             probe=probe, version=version, log=log)
     except (_accel.AccelError, OSError) as exc:
         raise HarnessError("KVM probe failed: %s" % exc)
