@@ -31,6 +31,8 @@ import struct
 import tempfile
 import uuid as uuidlib
 
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
+
 from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     ImageError,
     run,
@@ -281,12 +283,11 @@ def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_ep
 def debugfs_script(image_path, commands, runner=None, offset=0, epoch=None):
     """Run ``debugfs -w`` with ``commands`` (a list of lines) on the ext file
     system at ``offset``; returns its output."""
-    cmd_file = "%s.debugfs.%d" % (image_path, os.getpid())
-    if not os.path.isfile(image_path):
-        fd, cmd_file = tempfile.mkstemp(suffix=".debugfs")
+    fd, cmd_file = tempfile.mkstemp(suffix=".debugfs")
+    try:
+        _io.write_all(fd, ("\n".join(commands) + "\n").encode("utf-8", "surrogateescape"))
+    finally:
         os.close(fd)
-    with open(cmd_file, "w") as handle:
-        handle.write("\n".join(commands) + "\n")
     env = {"E2FSPROGS_FAKE_TIME": str(int(epoch))} if epoch is not None else None
     try:
         return run(["debugfs", "-w", "-f", cmd_file, ext_device(image_path, offset)], runner, env)
@@ -370,6 +371,10 @@ def fat_copy_plan(tree):
         rel_root = os.path.relpath(root, tree)
         target = "::/" if rel_root == "." else "::/" + rel_root.replace(os.sep, "/")
         for name in dirs + files:
+            if os.path.islink(os.path.join(root, name)):
+                raise ImageError("%s is a symbolic link: FAT cannot store links, and the file "
+                                 "it points at is not copied in its place (replace the link "
+                                 "with the file itself)" % os.path.join(root, name))
             bad = set(name) & set(_FAT_BAD_CHARS)
             if bad or any(ord(c) < 32 for c in name):
                 raise ImageError("%s cannot be stored on FAT: its name has characters FAT "
@@ -380,11 +385,8 @@ def fat_copy_plan(tree):
         regular = []
         for name in sorted(files):
             full = os.path.join(root, name)
-            st = os.stat(full) if os.path.exists(full) else os.lstat(full)
-            if stat.S_ISREG(st.st_mode):
+            if stat.S_ISREG(os.lstat(full).st_mode):
                 regular.append(full)
-            elif stat.S_ISLNK(os.lstat(full).st_mode):
-                raise ImageError("%s is a dangling symlink; FAT cannot hold it" % full)
             else:
                 raise ImageError("%s is not a regular file; FAT can only hold files and "
                                  "directories" % full)
@@ -429,7 +431,7 @@ def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epo
         # which mtools then misreads; build the small FAT alone and copy it in.
         _prepare_file(image_path, size, offset)
         if os.path.isfile(image_path):
-            scratch = "%s.fat.%d" % (image_path, os.getpid())
+            scratch = _io.temp_path(image_path, "fat")
         else:
             handle, scratch = tempfile.mkstemp(suffix=".fat")
             os.close(handle)

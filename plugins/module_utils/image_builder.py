@@ -29,6 +29,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     parse_size,
     run,
 )
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils import filesystems as fsmod
 from ansible_collections.vmhost.virt.plugins.module_utils import partitions as ptmod
 
@@ -95,21 +96,9 @@ def grub_efi_argv(output, config_file):
 
 # ---------------------------------------------------------------------------
 def clean_stale_temps(path):
-    """Remove temporary files of earlier runs that were killed (their PID is gone)."""
-    directory, base = os.path.split(os.path.abspath(path))
-    for stale in glob.glob(os.path.join(directory, ".%s.%s*.*" % (base, TEMP_TAG))):
-        try:
-            pid = int(stale.rsplit(".", 1)[1])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not os.path.exists("/proc/%d" % pid):
-            try:
-                if os.path.isdir(stale):
-                    shutil.rmtree(stale)
-                else:
-                    os.unlink(stale)
-            except OSError:
-                pass
+    """Remove temporary files and directories of earlier runs that were killed."""
+    _io.clean_stale(path, TEMP_TAG)
+    _io.clean_stale(path, TEMP_TAG + "-work")
 
 
 def _is_block(path):
@@ -161,9 +150,12 @@ class PartitionTable(object):
         self.epoch = self.source_date_epoch()
         self.is_block = _is_block(self.path)
         exists = os.path.exists(self.path)
+        if os.path.islink(self.path) and not self.is_block:
+            raise ImageError("%s is a symbolic link; give the image file itself (a link is "
+                             "only followed to a block device)" % self.path)
         if exists and not self.is_block and not os.path.isfile(self.path):
-            raise ImageError("%s exists and is neither a regular file nor a block device"
-                             % self.path)
+            raise ImageError("%s exists and is %s, neither a regular file nor a block device"
+                             % (self.path, _io.describe(self.path)))
         if exists:
             with open(self.path, "rb") as handle:
                 if handle.read(4) == b"QFI\xfb":
@@ -211,6 +203,8 @@ class PartitionTable(object):
         self.layout = ptmod.plan(params["label"], size, parts, params.get("disk_guid"), seed)
 
         for part in self.layout["partitions"]:
+            if part["contents"] is not None and part["fs"] in fsmod.FAT_TYPES:
+                fsmod.fat_copy_plan(part["contents"])  # refuses links and bad names now
             if part["contents"] is not None:
                 need = fsmod.tree_size(part["contents"])
                 if need > part["size"]:
@@ -221,8 +215,15 @@ class PartitionTable(object):
         if params.get("bootloader") == "efi":
             self.boot = self._plan_efi()
 
-        self.existing = self.read_existing() if exists else None
-        if exists:
+        self.unreadable = None
+        try:
+            self.existing = self.read_existing() if exists else None
+        except ImageError as exc:
+            self.existing, self.unreadable = None, str(exc)
+        if self.unreadable:
+            self.diffs = ["%s holds an unreadable partition table (%s)"
+                          % (self.path, self.unreadable)]
+        elif exists:
             self.diffs = ptmod.differences(self.layout, self.existing)
             if self.existing is None and self._has_data():
                 self.diffs = ["%s holds data but no partition table" % self.path]
@@ -256,11 +257,11 @@ class PartitionTable(object):
                 "initrd": initrd, "cmdline": cmdline, "root_uuid": root["uuid"]}
 
     def _has_data(self):
+        """Whether any byte of the image is not zero (holes are skipped)."""
         with open(self.path, "rb") as handle:
-            chunk = handle.read(1024 * 1024)
-            if chunk.strip(b"\0"):
+            if ptmod.probe_filesystem(handle, 0):
                 return True
-            return bool(ptmod.probe_filesystem(handle, 0))
+            return _io.first_data(handle) is not None
 
     def read_existing(self, path=None):
         path = path or self.path
@@ -290,26 +291,30 @@ class PartitionTable(object):
         return {"before": before, "after": ptmod.summary(self.layout)}
 
     # -- building ---------------------------------------------------------
-    def build(self):
-        """Write the image (temporary file + rename; block devices in place)."""
+    def build(self, attributes=None):
+        """Write the image (temporary file + rename; block devices in place).
+
+        ``attributes(tmp)`` sets mode/owner/group on the temporary file before
+        its rename; a new image is 0600, a rebuilt one keeps the old mode."""
         if self.is_block:
             self._build_into(self.path)
             return
+        _io.check_target(self.path)
         clean_stale_temps(self.path)
-        directory, base = os.path.split(os.path.abspath(self.path))
-        tmp = os.path.join(directory, ".%s.%s.%d" % (base, TEMP_TAG, os.getpid()))
+        mode = _io.DEFAULT_MODE
+        if os.path.isfile(self.path):
+            mode = os.stat(self.path).st_mode & 0o7777
+        fd, tmp = _io.make_temp(self.path, TEMP_TAG, mode)
         try:
-            with open(tmp, "wb") as handle:
-                handle.truncate(self.layout["size"])
-            if os.path.exists(self.path):
-                shutil.copymode(self.path, tmp)
+            os.ftruncate(fd, self.layout["size"])
+            os.close(fd)
             self._build_into(tmp)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            if attributes:
+                attributes(tmp)
+            _io.commit(tmp, self.path)
+            tmp = None
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _io.discard(tmp)
 
     def _build_into(self, target):
         layout = self.layout
@@ -321,11 +326,7 @@ class PartitionTable(object):
                 handle.seek(layout["size"] - 33 * ptmod.SECTOR)
                 handle.write(b"\0" * (33 * ptmod.SECTOR))
             ptmod.write_table(handle, layout)
-        directory, base = os.path.split(os.path.abspath(self.path))
-        scratch = os.path.join(directory, ".%s.%s-work.%d" % (base, TEMP_TAG, os.getpid()))
-        if os.path.isdir(scratch):
-            shutil.rmtree(scratch)
-        os.mkdir(scratch, 0o700)
+        scratch = _io.make_temp_dir(self.path, TEMP_TAG + "-work")
         try:
             for part in layout["partitions"]:
                 if part["fs"] == "none":
@@ -348,7 +349,7 @@ class PartitionTable(object):
     def _stage_esp(self, scratch, tree):
         stage = os.path.join(scratch, "esp")
         if tree:
-            shutil.copytree(tree, stage, symlinks=False)
+            shutil.copytree(tree, stage, symlinks=True)
         boot_dir = os.path.join(stage, "EFI", "BOOT")
         if not os.path.isdir(boot_dir):
             os.makedirs(boot_dir)

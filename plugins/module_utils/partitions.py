@@ -479,6 +479,26 @@ def _parse_gpt_header(data):
             "count": count, "entry_size": esize, "entries_crc": ecrc}
 
 
+# A hostile image must not make read_table loop or allocate without bound.
+MAX_GPT_ENTRIES = 16384
+MAX_GPT_ENTRY_SIZE = 4096
+MAX_GPT_ARRAY = 4 * 1024 * 1024
+
+
+def check_gpt_bounds(header, sectors):
+    """Raise :class:`ImageError` unless the GPT header's entry array is plausible."""
+    size, count, lba = header["entry_size"], header["count"], header["entries_lba"]
+    if size < GPT_ENTRY_SIZE or size > MAX_GPT_ENTRY_SIZE or size % GPT_ENTRY_SIZE:
+        raise ImageError("GPT entry size %d is invalid (a multiple of %d up to %d)"
+                         % (size, GPT_ENTRY_SIZE, MAX_GPT_ENTRY_SIZE))
+    if count > MAX_GPT_ENTRIES or count * size > MAX_GPT_ARRAY:
+        raise ImageError("GPT header claims %d entries of %d bytes; at most %d entries and %d "
+                         "bytes are read" % (count, size, MAX_GPT_ENTRIES, MAX_GPT_ARRAY))
+    if lba < 1 or lba >= max(sectors, 1):
+        raise ImageError("GPT entry array at sector %d is outside the image's %d sectors"
+                         % (lba, sectors))
+
+
 def read_table(handle, size=None):
     """Read the partition table of the open binary file ``handle``.
 
@@ -514,18 +534,20 @@ def read_table(handle, size=None):
             problems.append("backup GPT header is missing or invalid")
         elif backup["my_lba"] != sectors - 1:
             problems.append("backup GPT header is not at the last sector")
-        if header["entry_size"] < GPT_ENTRY_SIZE:
-            raise ImageError("GPT entry size %d is invalid" % header["entry_size"])
+        check_gpt_bounds(header, sectors)
         handle.seek(header["entries_lba"] * SECTOR)
         raw = handle.read(header["count"] * header["entry_size"])
         if crc32(raw) != header["entries_crc"]:
             problems.append("GPT partition entries CRC mismatch")
         parts = []
-        for i in range(header["count"]):
+        for i in range(min(header["count"], len(raw) // header["entry_size"])):
             entry = raw[i * header["entry_size"]:i * header["entry_size"] + GPT_ENTRY_SIZE]
             if len(entry) < GPT_ENTRY_SIZE or entry[:16] == b"\0" * 16:
                 continue
             first_lba, last_lba, attrs = struct.unpack("<QQQ", entry[32:56])
+            if first_lba > last_lba or last_lba >= sectors:
+                raise ImageError("GPT entry %d spans sectors %d-%d, outside the image's %d "
+                                 "sectors" % (i + 1, first_lba, last_lba, sectors))
             name = entry[56:128].decode("utf-16-le", "replace").split("\0", 1)[0]
             type_guid = str(uuidlib.UUID(bytes_le=entry[:16]))
             flags = []

@@ -21,11 +21,14 @@ import os
 import re
 import subprocess
 
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
+
 QEMU_IMG = "qemu-img"
 
 FORMATS = ("qcow2", "raw")
 PREALLOCATION = ("off", "metadata", "falloc", "full")
 SECTOR = 512
+TEMP_TAG = "disk_image"
 
 
 class ImageError(Exception):
@@ -149,21 +152,76 @@ def parse_info(text):
     }
 
 
-def info(path, runner=None):
+def info(path, runner=None, fmt=None):
     """Return the parsed ``qemu-img info --output=json`` of ``path``.
 
     The dict is qemu-img's own JSON (``format``, ``virtual-size``,
     ``actual-size``, ``backing-filename``...) plus the normalised keys of
     :func:`parse_info` (``virtual_size``, ``actual_size``, ``backing_file``,
-    ``backing_format``).
+    ``backing_format``).  ``fmt`` is passed as ``-f``: give it for any image a
+    guest may have written, so that qemu-img does not probe its format.
+    ``qemu-img info`` does not open backing files.
     """
     if not os.path.exists(path):
         raise ImageError("image %s does not exist" % path)
-    out = run([QEMU_IMG, "info", "--output=json", "-U", path], runner)
+    argv = [QEMU_IMG, "info", "--output=json", "-U"]
+    if fmt:
+        _check_format(fmt)
+        argv += ["-f", fmt]
+    out = run(argv + [path], runner)
     summary = parse_info(out)
     merged = dict(summary["raw"])
     merged.update((k, v) for k, v in summary.items() if k != "raw")
     return merged
+
+
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def sniff(path):
+    """``qcow2`` when ``path`` starts with the qcow2 magic, else ``raw`` (reads 4 bytes)."""
+    with open(path, "rb") as handle:
+        return "qcow2" if handle.read(4) == QCOW2_MAGIC else "raw"
+
+
+def looks_like_disk(path):
+    """Why ``path`` does not look like a disk image, or None.
+
+    A qcow2 header, or a size that is a multiple of 512 bytes with a NUL byte in
+    its first 4 KiB (or nothing at all), is taken as an image; text files and
+    odd-sized files are not."""
+    if sniff(path) == "qcow2":
+        return None
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if size % SECTOR:
+        return "%d bytes, not a multiple of %d, starting %r" % (size, SECTOR, head[:32])
+    if head and b"\0" not in head:
+        return "%d bytes of what looks like text, starting %r" % (size, head[:32])
+    return None
+
+
+def format_of(path, declared=None, what="image", runner=None):
+    """The format to pass with ``-f`` when reading ``path``.
+
+    A declared format is used as given.  Otherwise the first bytes decide, and a
+    qcow2 header that names a backing file is refused: a raw image written by a
+    guest can carry such a header to make qemu-img read a host file."""
+    if not os.path.isfile(path):
+        raise ImageError("%s %s does not exist or is not a regular file" % (what, path))
+    if declared:
+        _check_format(declared)
+        return declared
+    fmt = sniff(path)
+    if fmt == "qcow2":
+        backing = info(path, runner, "qcow2").get("backing_file")
+        if backing:
+            raise ImageError("%s %s has a qcow2 header naming the backing file %s; a raw image "
+                             "written by a guest can look like this, so its format is not "
+                             "guessed: give it explicitly (qcow2 to read it with its backing "
+                             "file, raw to read it as raw)" % (what, path, backing))
+    return fmt
 
 
 # ---------------------------------------------------------------------------
@@ -220,10 +278,10 @@ def convert_argv(src, dst, out_format="qcow2", src_format=None, compress=False):
     _check_format(out_format, "output format")
     if compress and out_format != "qcow2":
         raise ImageError("compression needs output format qcow2, not %s" % out_format)
-    argv = [QEMU_IMG, "convert", "-q"]
-    if src_format:
-        _check_format(src_format, "source format")
-        argv += ["-f", src_format]
+    if not src_format:
+        raise ImageError("converting %s needs its format (qemu-img must not probe it)" % src)
+    _check_format(src_format, "source format")
+    argv = [QEMU_IMG, "convert", "-q", "-f", src_format]
     argv += ["-O", out_format]
     if compress:
         argv.append("-c")
@@ -234,12 +292,16 @@ def convert_argv(src, dst, out_format="qcow2", src_format=None, compress=False):
 def convert(src, dst, out_format="qcow2", src_format=None, compress=False, runner=None):
     """Convert image ``src`` into a new image ``dst`` of ``out_format``.
 
+    Without ``src_format`` the format is found by :func:`format_of` (which refuses
+    a guessed qcow2 with a backing file).
+
     ``compress=True`` writes compressed qcow2 clusters.  ``dst`` is written
     in place: callers wanting atomicity convert to a temporary name in the
     destination directory and rename (see :func:`atomic_convert`).
     """
     if not os.path.exists(src):
         raise ImageError("source image %s does not exist" % src)
+    src_format = format_of(src, src_format, "source image", runner)
     run(convert_argv(src, dst, out_format, src_format, compress), runner)
 
 
@@ -264,18 +326,33 @@ def resize(path, size, fmt=None, shrink=False, preallocation=None, runner=None):
     run(resize_argv(path, size, fmt, shrink, preallocation), runner)
 
 
-def temp_name(path, tag="tmp"):
-    """A temporary file name next to ``path`` (same directory, so rename is atomic)."""
-    directory, base = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, ".%s.%s.%d" % (base, tag, os.getpid()))
+def atomic_convert(src, dst, out_format="qcow2", src_format=None, compress=False, runner=None,
+                   mode=None, before_commit=None):
+    """Convert into a temporary file beside ``dst`` (mode 0600, or ``mode``) and rename it into place.
 
-
-def atomic_convert(src, dst, out_format="qcow2", src_format=None, compress=False, runner=None):
-    """Convert into a temporary file beside ``dst`` and rename it into place."""
-    tmp = temp_name(dst, "convert")
+    ``before_commit(tmp)`` runs just before the rename (to set owner/group)."""
+    _io.check_target(dst)
+    tmp = _io.temp_path(dst, TEMP_TAG, _io.DEFAULT_MODE if mode is None else mode)
     try:
         convert(src, tmp, out_format, src_format, compress, runner)
-        os.replace(tmp, dst)
+        if before_commit:
+            before_commit(tmp)
+        _io.commit(tmp, dst)
+        tmp = None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _io.discard(tmp)
+
+
+def atomic_create(path, fmt, size=None, backing_file=None, backing_format=None,
+                  preallocation=None, runner=None, mode=None, before_commit=None):
+    """:func:`create` into a temporary file beside ``path`` and rename it into place."""
+    _io.check_target(path)
+    tmp = _io.temp_path(path, TEMP_TAG, _io.DEFAULT_MODE if mode is None else mode)
+    try:
+        create(tmp, fmt, size, backing_file, backing_format, preallocation, runner)
+        if before_commit:
+            before_commit(tmp)
+        _io.commit(tmp, path)
+        tmp = None
+    finally:
+        _io.discard(tmp)

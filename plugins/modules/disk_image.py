@@ -20,8 +20,19 @@ description:
     no change. A bigger O(size) grows the image; a smaller one fails unless O(shrink=true); a
     different O(format) converts the image (its data is kept); a different backing file fails
     unless O(force=true), which recreates the image (its data is lost).
-  - New and converted images are written to a temporary file in the same directory and renamed
-    into place. Growing and shrinking happen in place with C(qemu-img resize).
+  - New and converted images are written to a temporary file in the same directory (created with
+    C(mkstemp), mode C(0600) unless O(mode) is given, fsynced) and renamed into place; the directory
+    is fsynced. Temporary files of an earlier run that was killed are removed. Growing and shrinking
+    happen in place with C(qemu-img resize).
+  - An existing image is always read with C(-f). It is read as O(format) only when its header is
+    that format's (a qcow2 header); otherwise as raw. So a raw image whose first bytes a guest wrote
+    as a qcow2 header with a backing file is never opened as qcow2, and no host file is read through
+    it. To turn an existing qcow2 into raw, give it as O(source) of a new image.
+  - The format of O(source) and O(backing_file) is guessed only when O(source_format) /
+    O(backing_format) is not given, and a guessed qcow2 that names a backing file is refused.
+  - O(path) must be absent or a regular file; a device node, directory or other special file is
+    never replaced or removed. A regular file that does not look like a disk image (not a
+    multiple of 512 bytes, or text) is not converted or removed unless O(force=true).
 author:
   - vmhost.virt contributors (@vmhost)
 requirements:
@@ -38,8 +49,8 @@ attributes:
   safe_file_operations:
     description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: partial
-    details: Creation and conversion go through a temporary file and a rename; resizing is
-      done in place by qemu-img.
+    details: Creation and conversion go through a temporary file (mkstemp, fsync) and a rename;
+      resizing is done in place by qemu-img.
   idempotent:
     description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
@@ -112,8 +123,12 @@ options:
   force:
     description:
       - Recreate an image whose backing file differs (its data is lost).
+      - Convert or remove (O(state=absent)) a regular file that does not look like a disk image,
+        and remove a symbolic link (not its target) with O(state=absent).
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.files
 seealso:
   - module: vmhost.virt.partition_table
 """
@@ -193,120 +208,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmhost.virt.plugins.module_utils import qemu_img
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
+from ansible_collections.vmhost.virt.plugins.module_utils._disk_image import DiskImage, after_info
 from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import ImageError
-
-
-def state_of(info):
-    if info is None:
-        return None
-    return {"format": info["format"], "virtual_size": info["virtual_size"],
-            "backing_file": info.get("backing_file")}
-
-
-class DiskImage(object):
-    """Plan, compare and apply; every mutating step is skipped in check mode."""
-
-    def __init__(self, module, runner=None):
-        self.module = module
-        self.p = module.params
-        self.runner = runner
-        self.actions = []
-        self.predicted = None
-
-    def do(self, action, func, *args):
-        self.actions.append(action)
-        if not self.module.check_mode:
-            func(*args)
-
-    def run(self):
-        p = self.p
-        path = p["path"]
-        exists = os.path.exists(path)
-        before = state_of(qemu_img.info(path, self.runner)) if exists else None
-        if p["state"] == "absent":
-            if exists:
-                self.do("remove", os.unlink, path)
-            return before, None
-        size = qemu_img.round_up(qemu_img.parse_size(p["size"]), qemu_img.SECTOR) \
-            if p["size"] is not None else None
-        if exists and p["backing_file"] and before["backing_file"] != p["backing_file"]:
-            if not p["force"]:
-                raise ImageError("%s has backing file %s, not %s; set force: true to recreate "
-                                 "it (its data will be lost)"
-                                 % (path, before["backing_file"], p["backing_file"]))
-            self.do("recreate", self.create, path, size)
-            exists = False
-            return before, self.expected(before, size, created=True)
-        if not exists:
-            if p["source"]:
-                self.do("create", self.convert, p["source"], path, p["source_format"])
-                if size is not None:
-                    src_size = qemu_img.info(p["source"], self.runner)["virtual_size"]
-                    if size > src_size:
-                        self.do("grow", self.resize, path, size, False)
-                    elif size < src_size:
-                        raise ImageError("size %d is smaller than the source's %d bytes"
-                                         % (size, src_size))
-            else:
-                if size is None and not p["backing_file"]:
-                    raise ImageError("%s does not exist: give size, source or backing_file "
-                                     "to create it" % path)
-                self.do("create", self.create, path, size)
-            return before, self.expected(before, size, created=True)
-        # existing image
-        if before["format"] != p["format"]:
-            self.do("convert", self.convert, path, path, before["format"])
-        if size is not None and size != before["virtual_size"]:
-            if not p["resize"]:
-                raise ImageError("%s is %d bytes, not %d, and resize is false"
-                                 % (path, before["virtual_size"], size))
-            if size < before["virtual_size"]:
-                if not p["shrink"]:
-                    raise ImageError("%s is %d bytes; shrinking it to %d loses data: set "
-                                     "shrink: true to allow it"
-                                     % (path, before["virtual_size"], size))
-                self.do("shrink", self.resize, path, size, True)
-            else:
-                self.do("grow", self.resize, path, size, False)
-        return before, self.expected(before, size)
-
-    def expected(self, before, size, created=False):
-        p = self.p
-        after = {"format": p["format"], "virtual_size": size,
-                 "backing_file": p["backing_file"] if created else (before or {}).get(
-                     "backing_file")}
-        if size is None:
-            if p["source"] and created:
-                after["virtual_size"] = qemu_img.info(p["source"], self.runner)["virtual_size"]
-            elif p["backing_file"] and created:
-                after["virtual_size"] = qemu_img.info(p["backing_file"],
-                                                      self.runner)["virtual_size"]
-            else:
-                after["virtual_size"] = before["virtual_size"]
-        return after
-
-    # -- effects ----------------------------------------------------------
-    def create(self, path, size):
-        p = self.p
-        tmp = qemu_img.temp_name(path, "disk_image")
-        backing_format = p["backing_format"]
-        if p["backing_file"] and not backing_format:
-            backing_format = qemu_img.info(p["backing_file"], self.runner)["format"]
-        try:
-            qemu_img.create(tmp, p["format"], size, p["backing_file"], backing_format,
-                            p["preallocation"], runner=self.runner)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-    def convert(self, src, dst, src_format):
-        qemu_img.atomic_convert(src, dst, self.p["format"], src_format, self.p["compress"],
-                                runner=self.runner)
-
-    def resize(self, path, size, shrink):
-        qemu_img.resize(path, size, self.p["format"], shrink, runner=self.runner)
 
 
 def main():
@@ -328,15 +232,23 @@ def main():
         ),
         mutually_exclusive=[["source", "backing_file"]],
         supports_check_mode=True,
+        add_file_common_args=True,
     )
     if module.get_bin_path("qemu-img") is None:
         module.fail_json(msg="qemu-img was not found; install qemu-utils (Debian) or qemu-img")
-    job = DiskImage(module)
+    job = DiskImage(module.params, module.check_mode,
+                    attributes=lambda tmp: _io.file_attributes(module, tmp))
     try:
         before, after = job.run()
-    except ImageError as exc:
+    except (ImageError, _io.IoError) as exc:
         module.fail_json(msg=str(exc), changed=False)
-    result = dict(changed=bool(job.actions), actions=job.actions)
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="disk_image on %s failed: %s" % (module.params["path"], exc),
+                         changed=bool(job.actions) and not module.check_mode)
+    changed = bool(job.actions)
+    if after is not None and os.path.isfile(module.params["path"]):
+        changed = _io.file_attributes(module, module.params["path"]) or changed
+    result = dict(changed=changed, actions=job.actions)
     if module._diff:
         result["diff"] = {"before": before, "after": after}
     if after is not None:
@@ -345,7 +257,7 @@ def main():
             result["backing_format"] = module.params["backing_format"]
         else:
             try:
-                info = qemu_img.info(module.params["path"])
+                info = after_info(module.params)
             except ImageError as exc:
                 module.fail_json(msg=str(exc), changed=bool(job.actions))
             for key in ("format", "virtual_size", "actual_size", "backing_file",

@@ -45,6 +45,7 @@ options:
     required: true
   arguments:
     description:
+      - Not logged (C(no_log)), it can carry passwords, file contents or keys.
       - The command's C(arguments) object, for example a C(mode) of V(reboot) for
         V(guest-shutdown), or a C(path) of V(/bin/true) for V(guest-exec).
     type: dict
@@ -231,7 +232,7 @@ def main():
         argument_spec=dict(
             socket=dict(type="path", required=True),
             command=dict(type="str", required=True),
-            arguments=dict(type="dict"),
+            arguments=dict(type="dict", no_log=True),
             timeout=dict(type="float", default=10),
             wait_for=dict(type="bool", default=False),
             wait_timeout=dict(type="float", default=300),

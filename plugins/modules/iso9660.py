@@ -63,7 +63,9 @@ options:
         type: str
         required: true
       content:
-        description: The text of the file (written as UTF-8).
+        description:
+          - The text of the file (written as UTF-8).
+          - Not logged (C(no_log)), it can carry keys.
         type: str
         required: true
       mode:
@@ -133,6 +135,7 @@ options:
         default: true
   cidata:
     description:
+      - Not logged (C(no_log)), user data usually carries password hashes and keys.
       - Shorthand for a cloud-init NoCloud seed. Writes C(user-data) (a dictionary becomes a C(#cloud-config)
         YAML document), C(meta-data) (an C(instance-id) derived from the user data is added when missing) and,
         when given, C(network-config). The volume id becomes V(CIDATA).
@@ -364,7 +367,7 @@ def main():
             )),
             content=dict(type="list", elements="dict", default=[], options=dict(
                 dest=dict(type="str", required=True),
-                content=dict(type="str", required=True),
+                content=dict(type="str", required=True, no_log=True),
                 mode=dict(type="raw", default="0644"),
             )),
             volume_id=dict(type="str"),
@@ -380,7 +383,7 @@ def main():
                 efi=dict(type="bool", default=True),
                 hybrid=dict(type="bool", default=True),
             )),
-            cidata=dict(type="dict", options=dict(
+            cidata=dict(type="dict", no_log=True, options=dict(
                 user_data=dict(type="raw"),
                 meta_data=dict(type="raw"),
                 network_config=dict(type="raw"),

@@ -24,9 +24,16 @@ description:
   - Idempotent by reading the existing table and probing each partition's file system signature
     (type, label, UUID). If they match the request nothing changes; if they differ the module
     refuses unless O(force=true). File contents are not compared.
-  - A new or rebuilt image file is written to a temporary file in the same directory and renamed
-    into place, so an interrupted run leaves the previous image or none. Block devices are written
-    in place.
+  - A new or rebuilt image file is written to a temporary file in the same directory (C(mkstemp),
+    mode C(0600) for a new image unless O(mode) is given, the old mode for a rebuilt one), fsynced
+    and renamed into place, and the directory is fsynced, so an interrupted run leaves the previous
+    image or none; temporary files of killed runs are removed by the next run. Block devices are
+    written in place. A symbolic link is only followed to a block device.
+  - An existing file with any non-zero byte anywhere (not only in its first MiB) counts as data,
+    and a partition table that cannot be read (a hostile GPT header) is reported as such; both
+    need O(force=true) to be replaced.
+  - FAT contents may not hold symbolic links (FAT cannot store them; the file a link points at is
+    never copied in its place).
   - With O(source_date_epoch) (or C(SOURCE_DATE_EPOCH) in the module's environment) the same inputs
     give a byte-identical image. Disk and partition GUIDs and file system UUIDs that were not given
     are then derived from the inputs.
@@ -172,6 +179,8 @@ options:
         the module fails and changes nothing.
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.files
 seealso:
   - module: vmhost.virt.disk_image
 """
@@ -257,10 +266,12 @@ source_date_epoch:
   sample: 1700000000
 """
 
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils.image_builder import PartitionTable
 from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import ImageError
 
@@ -295,12 +306,13 @@ def main():
             force=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
+        add_file_common_args=True,
     )
     params = dict(module.params)
     params["partitions"] = [dict((k, v) for k, v in p.items()) for p in params["partitions"]]
     try:
         job = PartitionTable(params).prepare()
-    except ImageError as exc:
+    except (ImageError, _io.IoError) as exc:
         module.fail_json(msg=str(exc), changed=False)
 
     result = dict(changed=job.changed, differences=job.diffs,
@@ -309,6 +321,8 @@ def main():
     if module._diff:
         result["diff"] = job.diff()
     if not job.changed:
+        if os.path.isfile(params["path"]) and not job.is_block:
+            result["changed"] = _io.file_attributes(module, params["path"])
         result["table"] = job.result(job.existing)
         module.exit_json(**result)
     if job.needs_force and not params["force"]:
@@ -318,9 +332,11 @@ def main():
                              % (params["path"], "; ".join(job.diffs)), **result)
     if not module.check_mode:
         try:
-            job.build()
+            job.build(attributes=lambda tmp: _io.file_attributes(module, tmp))
             after = job.read_existing()
         except ImageError as exc:
+            module.fail_json(msg=str(exc), changed=False)
+        except _io.IoError as exc:
             module.fail_json(msg=str(exc), changed=False)
         except (IOError, OSError) as exc:
             module.fail_json(msg="writing %s failed: %s" % (params["path"], exc),

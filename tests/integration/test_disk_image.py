@@ -96,3 +96,96 @@ def test_bad_inputs_fail_and_write_nothing(tmp_path, args, match):
     assert res.get("failed"), res
     assert match in res["msg"]
     assert list(tmp_path.iterdir()) == []
+
+
+# -- security findings 1, 2, 10 (docs/security.md) ---------------------------
+def _forged_raw(tmp_path):
+    """A raw guest image whose first bytes a guest wrote as a qcow2 header with a host backing file."""
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:HOSTSECRET-1:19000:0:99999:7:::\n" * 50)
+    evil = tmp_path / "evil.qcow2"
+    qemu_img.create(str(evil), "qcow2", "1M", str(secret), "raw")
+    raw = tmp_path / "guest.img"
+    with open(str(raw), "wb") as handle:
+        handle.write(evil.read_bytes())
+        handle.truncate(4 << 20)
+    evil.unlink()
+    return raw, secret
+
+
+def _read_as_raw(tmp_path, image):
+    out = str(tmp_path / "readback.raw")
+    qemu_img.convert(str(image), out, "raw", qemu_img.sniff(str(image)))
+    with open(out, "rb") as handle:
+        data = handle.read()
+    os.unlink(out)
+    return data
+
+
+def test_finding1_guest_written_qcow2_header_reads_no_host_file(tmp_path):
+    raw, _secret = _forged_raw(tmp_path)
+    # the image is declared raw: it stays raw, nothing is converted
+    res = run_module("disk_image", {"path": str(raw), "format": "raw"})
+    assert not res.get("failed"), res
+    assert res["changed"] is False and res["format"] == "raw" and res["backing_file"] is None
+    before = raw.read_bytes()
+    # declared qcow2, its header names a backing file nobody asked for: refused
+    res = run_module("disk_image", {"path": str(raw), "format": "qcow2", "size": "8M"})
+    assert res.get("failed") and "was not given as backing_file" in res["msg"], res
+    assert raw.read_bytes() == before
+    # converting a copy that is a plain raw image reads it as raw (-f raw)
+    plain = tmp_path / "plain.img"
+    plain.write_bytes(b"\0" * 512 + b"GUESTDATA" + b"\0" * (4096 - 521))
+    res = run_module("disk_image", {"path": str(plain), "format": "qcow2"})
+    assert res["actions"] == ["convert"] and res["backing_file"] is None
+    assert b"GUESTDATA" in _read_as_raw(tmp_path, plain)
+
+
+def test_finding1_forged_source_not_followed(tmp_path):
+    raw, _secret = _forged_raw(tmp_path)
+    dst = tmp_path / "new.qcow2"
+    res = run_module("disk_image", {"path": str(dst), "source": str(raw)})
+    assert res.get("failed") and "backing file" in res["msg"] and not dst.exists()
+    res = run_module("disk_image", {"path": str(dst), "source": str(raw), "source_format": "raw"})
+    assert not res.get("failed"), res
+    assert b"HOSTSECRET" not in _read_as_raw(tmp_path, dst)
+
+
+def test_finding2_config_file_not_converted_nor_removed(tmp_path):
+    conf = tmp_path / "app.conf"
+    conf.write_text("password = hunter2\n")
+    for args in ({"format": "qcow2"}, {"state": "absent"}, {"format": "raw", "size": "1M"}):
+        res = run_module("disk_image", dict(args, path=str(conf)))
+        assert res.get("failed") and "does not look like a disk image" in res["msg"], (args, res)
+        assert conf.read_text() == "password = hunter2\n"
+    res = run_module("disk_image", {"path": str(conf), "state": "absent", "force": True})
+    assert res["changed"] and not conf.exists()
+
+
+def test_finding2_device_nodes_never_replaced(tmp_path):
+    link = tmp_path / "null"
+    os.symlink("/dev/null", str(link))
+    for args in ({"path": "/dev/null", "size": "1M"}, {"path": "/dev/null", "state": "absent"},
+                 {"path": "/dev/null", "state": "absent", "force": True},
+                 {"path": str(link), "size": "1M", "force": True}):
+        res = run_module("disk_image", args)
+        assert res.get("failed") and "device" in res["msg"] or "symbolic link" in res["msg"], res
+    assert os.path.exists("/dev/null") and os.path.islink(str(link))
+    import stat
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_finding10_private_by_default_mode_owner_and_stale_temps(tmp_path):
+    path = tmp_path / "new.qcow2"
+    stale = tmp_path / (".new.qcow2.disk_image.%d.abc123" % 2 ** 22)
+    stale.write_bytes(b"left by a killed run")
+    foreign = tmp_path / ".new.qcow2.other.1.x"
+    foreign.write_bytes(b"not ours")
+    res = run_module("disk_image", {"path": str(path), "size": "1M"})
+    assert res["changed"] and (os.stat(str(path)).st_mode & 0o777) == 0o600
+    assert not stale.exists() and foreign.exists()
+    res = run_module("disk_image", {"path": str(path), "size": "1M", "mode": "0640",
+                                    "group": "root"})
+    assert res["changed"] and (os.stat(str(path)).st_mode & 0o777) == 0o640
+    assert run_module("disk_image", {"path": str(path), "size": "1M", "mode": "0640"})[
+        "changed"] is False

@@ -300,8 +300,8 @@ def _kill_mid_build(proc, directory, deadline=120):
     end = time.time() + deadline
     while time.time() < end:
         temps = [n for n in os.listdir(directory) if ".partition_table" in n]
-        if any(n.endswith(str(proc.pid)) for n in temps) and \
-                any("-work." in n for n in temps):
+        if any(".%d." % proc.pid in n for n in temps) and \
+                any("-work.%d." % proc.pid in n for n in temps):
             time.sleep(0.3)
             break
         if proc.poll() is not None:
@@ -357,3 +357,95 @@ def test_sigkill_mid_rebuild_keeps_old_image(tmp_path, bulky_tree):
     _kill_mid_build(proc, str(out))
     assert sha256(disk) == before
     assert run_module("partition_table", old)["changed"] is False
+
+
+# -- security findings 2, 3, 6, 8, 10 (docs/security.md) ---------------------
+def test_finding2_data_beyond_first_mib_needs_force(tmp_path):
+    disk = tmp_path / "fs.raw"
+    with open(str(disk), "wb") as handle:
+        handle.truncate(16 << 20)
+        handle.seek(2 << 20)
+        handle.write(b"precious data at 2 MiB")
+    before = sha256(disk)
+    res = run_module("partition_table", {"path": str(disk),
+                                         "partitions": [{"size": "rest", "fs": "none"}]})
+    assert res.get("failed") and "holds data" in res["msg"], res
+    assert sha256(disk) == before
+
+
+def test_finding2_3_symlinks_and_devices_not_replaced(tmp_path):
+    victim = tmp_path / "victim.conf"
+    victim.write_text("keep\n")
+    link = tmp_path / "disk.raw"
+    os.symlink(str(victim), str(link))
+    args = {"path": str(link), "size": "8MiB", "partitions": [{"size": "rest"}], "force": True}
+    res = run_module("partition_table", args)
+    assert res.get("failed") and "symbolic link" in res["msg"], res
+    assert os.path.islink(str(link)) and victim.read_text() == "keep\n"
+    res = run_module("partition_table", dict(args, path="/dev/null"))
+    assert res.get("failed") and "character device" in res["msg"], res
+
+
+def test_finding3_planted_temp_symlinks_are_not_followed(tmp_path):
+    """Temp names are unpredictable now; plant links at every name the old code used."""
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"do not touch")
+    disk = out / "disk.raw"
+    pid_guesses = range(os.getpid(), os.getpid() + 400)
+    for pid in pid_guesses:
+        for name in (".disk.raw.partition_table.%d" % pid, "disk.raw.fat.%d" % pid,
+                     "disk.raw.debugfs.%d" % pid):
+            os.symlink(str(victim), str(out / name))
+    args = {"path": str(disk), "size": "40MiB", "source_date_epoch": EPOCH,
+            "partitions": [{"size": "16MiB", "fs": "vfat", "contents": str(tmp_path / "t")},
+                           {"size": "rest", "fs": "ext4", "contents": str(tmp_path / "t")}]}
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "hello").write_text("hi\n")
+    res = run_module("partition_table", args)
+    assert res["changed"] and not res.get("failed"), res
+    assert victim.read_bytes() == b"do not touch"
+    assert os.path.getsize(str(victim)) == 12
+    assert (os.stat(str(disk)).st_mode & 0o777) == 0o600       # finding 10
+
+
+def test_finding6_fat_contents_refuse_symlinks(tmp_path):
+    tree = tmp_path / "esp"
+    tree.mkdir()
+    secret = tmp_path / "host-key"
+    secret.write_text("HOSTSECRET\n")
+    os.symlink(str(secret), str(tree / "key"))
+    disk = tmp_path / "disk.raw"
+    res = run_module("partition_table", {"path": str(disk), "size": "16MiB", "partitions": [
+        {"size": "rest", "fs": "vfat", "contents": str(tree)}]})
+    assert res.get("failed") and "symbolic link" in res["msg"], res
+    assert not disk.exists()
+    os.unlink(str(tree / "key"))
+    os.symlink(str(tmp_path), str(tree / "dir"))
+    res = run_module("partition_table", {"path": str(disk), "size": "16MiB", "partitions": [
+        {"size": "rest", "fs": "vfat", "contents": str(tree)}]})
+    assert res.get("failed") and "symbolic link" in res["msg"], res
+
+
+def test_finding8_hostile_gpt_becomes_fail_json(tmp_path):
+    import struct
+    import zlib
+    disk = tmp_path / "hostile.raw"
+    assert run_module("partition_table", {"path": str(disk), "size": "16MiB",
+                                          "partitions": [{"size": "rest"}]})["changed"]
+    with open(str(disk), "r+b") as handle:
+        for at in (512, (16 << 20) - 512):
+            handle.seek(at)
+            head = bytearray(handle.read(92))
+            struct.pack_into("<I", head, 80, 2 ** 32 - 1)
+            head[16:20] = b"\0\0\0\0"
+            struct.pack_into("<I", head, 16, zlib.crc32(bytes(head)) & 0xffffffff)
+            handle.seek(at)
+            handle.write(bytes(head))
+    before = sha256(disk)
+    started = time.time()
+    res = run_module("partition_table", {"path": str(disk), "partitions": [{"size": "rest"}]})
+    assert time.time() - started < 60
+    assert res.get("failed") and "unreadable partition table" in res["msg"], res
+    assert "4294967295 entries" in res["msg"] and sha256(disk) == before

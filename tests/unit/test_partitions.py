@@ -171,3 +171,60 @@ def test_resolve_types():
     assert P.resolve_mbr_type("0x83") == 0x83 and P.resolve_mbr_type("ef") == 0xEF
     with pytest.raises(ImageError):
         P.resolve_mbr_type("zz")
+
+
+# -- finding 8: a hostile GPT header is refused quickly, without big allocations
+def _forge_gpt(count, entry_size, entries_lba=2):
+    """A valid protective MBR and primary GPT header whose entry array is (count, entry_size)."""
+    import zlib
+    lay = P.plan("gpt", 16 * MIB, [{"size": "rest"}], seed="h")
+    buf = image(lay)
+    buf.seek(512)
+    head = bytearray(buf.read(92))
+    struct.pack_into("<Q", head, 72, entries_lba)
+    struct.pack_into("<II", head, 80, count, entry_size)
+    head[16:20] = b"\0\0\0\0"
+    struct.pack_into("<I", head, 16, zlib.crc32(bytes(head)) & 0xffffffff)
+    buf.seek(512)
+    buf.write(bytes(head))
+    size = 16 * MIB
+    buf.seek(size - 512)
+    buf.write(b"\0" * 512)      # no backup header: the forged primary is what is read
+    return buf
+
+
+@pytest.mark.parametrize("count,entry_size,lba,match", [
+    (2 ** 32 - 1, 128, 2, "claims 4294967295 entries"),
+    (2 ** 20, 2 ** 31, 2, "entry size"),
+    (128, 2 ** 32 - 128, 2, "entry size"),
+    (128, 100, 2, "entry size"),
+    (128, 128, 2 ** 63, "outside the image"),
+    (128, 128, 0, "outside the image"),
+])
+def test_hostile_gpt_header_is_refused_fast(count, entry_size, lba, match):
+    import time
+    buf = _forge_gpt(count, entry_size, lba)
+    started = time.process_time()
+    with pytest.raises(ImageError, match=match):
+        P.read_table(buf)
+    assert time.process_time() - started < 1
+
+
+def test_gpt_entry_outside_image_is_refused():
+    import zlib
+    lay = P.plan("gpt", 16 * MIB, [{"size": "rest"}], seed="o")
+    buf = image(lay)
+    buf.seek(1024 + 40)
+    buf.write(struct.pack("<Q", 2 ** 64 - 1))    # last LBA of entry 1
+    buf.seek(1024)
+    array = buf.read(128 * 128)
+    for at in (512, 16 * MIB - 512):
+        buf.seek(at)
+        head = bytearray(buf.read(92))
+        struct.pack_into("<I", head, 88, zlib.crc32(array) & 0xffffffff)
+        head[16:20] = b"\0\0\0\0"
+        struct.pack_into("<I", head, 16, zlib.crc32(bytes(head)) & 0xffffffff)
+        buf.seek(at)
+        buf.write(bytes(head))
+    with pytest.raises(ImageError, match="outside the image"):
+        P.read_table(buf)

@@ -117,8 +117,9 @@ def test_create_uses_runner():
 
 
 def test_convert_argv():
-    assert q.convert_argv("a.raw", "b.qcow2") == [
-        "qemu-img", "convert", "-q", "-O", "qcow2", "a.raw", "b.qcow2"]
+    # finding 1: qemu-img never probes the format of what it converts
+    with pytest.raises(q.ImageError, match="needs its format"):
+        q.convert_argv("a.raw", "b.qcow2")
     assert q.convert_argv("a", "b", "qcow2", "raw", True) == [
         "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", "-c", "a", "b"]
     with pytest.raises(q.ImageError, match="compression"):
@@ -149,3 +150,49 @@ def test_atomic_convert_cleans_up_on_failure(tmp_path):
         q.atomic_convert(str(src), str(dst), runner=runner)
     assert dst.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "src"]
+
+
+def _guest_forged_raw(tmp_path):
+    """A raw image whose first bytes are a qcow2 header naming a host file as backing file."""
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"root:HOSTSECRET:19000::::::\n" * 100)
+    evil = tmp_path / "evil.qcow2"
+    q.create(str(evil), "qcow2", "1M", str(secret), "raw")
+    raw = tmp_path / "guest.raw"
+    with open(str(raw), "wb") as handle:
+        handle.write(evil.read_bytes())
+        handle.truncate(8 << 20)
+    return raw, secret
+
+
+def test_format_of_refuses_guessed_qcow2_with_backing(tmp_path):
+    raw, secret = _guest_forged_raw(tmp_path)
+    with pytest.raises(q.ImageError, match="backing file %s" % secret):
+        q.format_of(str(raw))
+    assert q.format_of(str(raw), "raw") == "raw"
+    with pytest.raises(q.ImageError, match="backing file"):
+        q.convert(str(raw), str(tmp_path / "out.qcow2"))
+    assert not (tmp_path / "out.qcow2").exists()
+
+
+def test_info_with_format_does_not_probe(tmp_path):
+    raw, _secret = _guest_forged_raw(tmp_path)
+    assert q.info(str(raw))["format"] == "qcow2"          # what probing would believe
+    data = q.info(str(raw), fmt="raw")
+    assert data["format"] == "raw" and data["backing_file"] is None
+
+
+def test_looks_like_disk(tmp_path):
+    conf = tmp_path / "app.conf"
+    conf.write_bytes(b"listen = 0.0.0.0\n" * 32)    # 544 bytes of text
+    assert "not a multiple" in q.looks_like_disk(str(conf))
+    conf.write_bytes(b"x = 1\n" * 1024)             # 6144 bytes, text
+    assert "text" in q.looks_like_disk(str(conf))
+    disk = tmp_path / "d.raw"
+    disk.write_bytes(b"\0" * 4096)
+    assert q.looks_like_disk(str(disk)) is None
+
+
+def test_atomic_create_refuses_device(tmp_path):
+    with pytest.raises(Exception, match="character device"):
+        q.atomic_create("/dev/null", "raw", "1M")
