@@ -220,6 +220,10 @@ LIBVIRTD_FIELDS = (
           "Like O(keepalive_interval), for the admin interface.", minimum=-1),
     Field("admin_keepalive_count", "int", 5,
           "Like O(keepalive_count), for the admin interface.", minimum=0),
+    Field("keepalive_required", "bool", False,
+          "Refuse clients that do not support the keepalive protocol."),
+    Field("admin_keepalive_required", "bool", False,
+          "Like O(keepalive_required), for the admin interface."),
     # Open vSwitch
     Field("ovs_timeout", "int", 5, "Timeout in seconds for C(ovs-vsctl) calls.", minimum=1),
 )
@@ -249,6 +253,9 @@ VIRTLOGD_FIELDS = _logging_fields("virtlogd") + (
           "Maximum size in bytes of a guest console log before it is rolled over.", minimum=1),
     Field("max_backups", "int", 3,
           "Number of rolled-over log files kept per guest.", minimum=0),
+    Field("admin_max_clients", "int", 5,
+          "Maximum number of concurrent connections to the admin socket "
+          "(C(virt-admin virtlogd)).", minimum=1),
 )
 
 TABLES = {
@@ -434,6 +441,43 @@ def _infer(var, value):
                            % (var, value))
 
 
+# Daemons whose files ``libvirt_extra_settings`` can address in a section of their own
+# (``{"virtproxyd": {KEY: VALUE}}``); top-level keys go to every one of them the role writes.
+EXTRA_SCOPES = ("libvirtd", "virtqemud", "virtproxyd")
+
+
+def select_extra(daemon, extra, prefix="libvirt_"):
+    """The extra settings of ``daemon``'s file: top-level keys plus its own section.
+
+    A key whose value is a dictionary must be one of :data:`EXTRA_SCOPES` (a section);
+    sections of other daemons are left out.  A key set both at the top level and in the
+    section is refused (two places for one setting).
+    """
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise LibvirtConfError("%sextra_settings must be a dictionary, got %r" % (prefix, extra))
+    selected = {}
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            if key not in EXTRA_SCOPES:
+                raise LibvirtConfError("%sextra_settings.%s: only a daemon section (%s) may hold "
+                                       "a dictionary" % (prefix, key, ", ".join(EXTRA_SCOPES)))
+            continue
+        selected[key] = value
+    section = extra.get(daemon)
+    if isinstance(section, dict):
+        for key, value in section.items():
+            if key in selected:
+                raise LibvirtConfError("%sextra_settings.%s is set both at the top level and in "
+                                       "the %s section; keep one" % (prefix, key, daemon))
+            if isinstance(value, dict):
+                raise LibvirtConfError("%sextra_settings.%s.%s must be a boolean, integer, string "
+                                       "or list of strings" % (prefix, daemon, key))
+            selected[key] = value
+    return selected
+
+
 def normalize(daemon, values, extra=None, prefix=None):
     """Check every value and return ``(settings, extra_settings)`` with coerced values.
 
@@ -460,6 +504,8 @@ def normalize(daemon, values, extra=None, prefix=None):
         extra = {}
     if not isinstance(extra, dict):
         raise LibvirtConfError("%sextra_settings must be a dictionary, got %r" % (prefix, extra))
+    if daemon in EXTRA_SCOPES:
+        extra = select_extra(daemon, extra, prefix)
     for key in sorted(extra):
         var = "%sextra_settings.%s" % (prefix, key)
         if not isinstance(key, str) or not _KEY_RE.match(key):
@@ -606,6 +652,29 @@ def _dropin(listen, group=None, mode=None):
     return "\n".join(lines) + "\n"
 
 
+# Modular daemons of the secondary drivers: in modular mode virtqemud asks them for
+# networks, storage, node devices, secrets, filters and host interfaces; libvirtd does all
+# of that itself.  Only those installed are used (the role checks the unit files).
+SECONDARY_DAEMONS = ("virtnetworkd", "virtstoraged", "virtnodedevd", "virtsecretd",
+                     "virtnwfilterd", "virtinterfaced")
+
+# Every unit of a mode, for retiring the other mode when switching.
+_MODE_UNITS = {
+    "monolithic": (["libvirtd"], "libvirtd"),
+    "modular": (["virtqemud", "virtproxyd"] + list(SECONDARY_DAEMONS), "virtproxyd"),
+}
+
+
+def _mode_units(mode):
+    """``(sockets, services)`` of every daemon of ``mode`` (TCP/TLS sockets included)."""
+    daemons, remote = _MODE_UNITS[mode]
+    sockets = []
+    for daemon in daemons:
+        sockets += ["%s%s.socket" % (daemon, s) for s in ("", "-ro", "-admin")]
+    sockets += ["%s-tcp.socket" % remote, "%s-tls.socket" % remote]
+    return sockets, ["%s.service" % d for d in daemons]
+
+
 def socket_plan(settings, mode="monolithic"):
     """Socket units for normalized libvirtd settings.
 
@@ -614,6 +683,15 @@ def socket_plan(settings, mode="monolithic"):
     ``enable`` / ``disable`` (lists of socket unit names), ``dropins`` (unit -> drop-in
     text for ``/etc/systemd/system/<unit>.d/vmhost-virt.conf``), ``service`` (the daemon's
     service) and ``sockets`` (every socket unit the role manages, for restarts).
+
+    Switching modes: ``retire_sockets`` / ``retire_services`` are every unit of the other
+    mode, to stop (sockets first, so nothing re-activates a daemon) and disable before a
+    socket of this mode binds the same path (``libvirtd.socket`` and
+    ``virtproxyd.socket`` both listen on ``libvirt-sock``).  Stopping a daemon never
+    stops its domains (libvirt's units use C(KillMode=process)); the next daemon
+    reconnects to them from the shared state directory.  ``secondary_sockets`` /
+    ``secondary_services`` (modular only) are the secondary drivers' daemons, enabled
+    when installed.
     """
     if mode not in ("monolithic", "modular"):
         raise LibvirtConfError("libvirt daemon mode must be monolithic or modular, got %r" % mode)
@@ -641,6 +719,13 @@ def socket_plan(settings, mode="monolithic"):
             enable.append(unit)
         else:
             disable.append(unit)
+    other = "modular" if mode == "monolithic" else "monolithic"
+    retire_sockets, retire_services = _mode_units(other)
+    secondary = SECONDARY_DAEMONS if mode == "modular" else ()
     return {"enable": enable, "disable": disable, "dropins": dropins,
             "services": ["%s.service" % d for d in local],
-            "sockets": enable + disable}
+            "sockets": enable + disable,
+            "retire_sockets": retire_sockets, "retire_services": retire_services,
+            "secondary_sockets": ["%s%s.socket" % (d, s) for d in secondary
+                                  for s in ("", "-ro", "-admin")],
+            "secondary_services": ["%s.service" % d for d in secondary]}

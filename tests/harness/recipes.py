@@ -18,7 +18,7 @@ from .errors import HarnessError
 
 # Distributions and suites the harness knows how to bootstrap.
 KNOWN_SUITES = {
-    "debian": ("bookworm",),
+    "debian": ("bookworm", "trixie"),
 }
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -54,10 +54,31 @@ BUILD_VM_GUEST_PACKAGES = (
     "nix-bin", "nix-setup-systemd", "qemu-guest-agent",
 )
 
+# Debian 13: the same set under trixie's names.  libvirt 11.3 splits the
+# daemons into packages: libvirt-daemon-system still pulls the monolithic
+# libvirtd plus the driver packages that carry the modular daemons
+# (virtqemud in -driver-qemu, virtnetworkd in -driver-network, virtlogd in
+# -log, virtproxyd in -daemon-common ...).  They are named here so the tree
+# has every daemon the libvirt role switches between even if the meta
+# package's dependencies change; libvirt-daemon-lock (virtlockd) is only a
+# Recommends of libvirt-daemon, which mmdebstrap does not install.
+# qemu-user-static is a transitional package on trixie (qemu-user +
+# qemu-user-binfmt); systemd-networkd is still part of systemd.
+TRIXIE_PACKAGES = DEFAULT_PACKAGES + (
+    "libvirt-daemon", "libvirt-daemon-common", "libvirt-daemon-driver-qemu",
+    "libvirt-daemon-driver-network", "libvirt-daemon-log", "libvirt-daemon-lock",
+)
+
 BOOKWORM_MIRRORS = [
     "deb %s bookworm main" % DEBIAN_MIRROR,
     "deb %s bookworm-updates main" % DEBIAN_MIRROR,
     "deb %s bookworm-security main" % DEBIAN_SECURITY,
+]
+
+TRIXIE_MIRRORS = [
+    "deb %s trixie main" % DEBIAN_MIRROR,
+    "deb %s trixie-updates main" % DEBIAN_MIRROR,
+    "deb %s trixie-security main" % DEBIAN_SECURITY,
 ]
 
 # Recipe names that are another recipe under a second name: they resolve to
@@ -74,6 +95,14 @@ RECIPES = {
         "variant": "minbase",
         "mirrors": list(BOOKWORM_MIRRORS),
         "packages": list(DEFAULT_PACKAGES),
+    },
+    # Debian 13 host: its own tree and cache entry (the hash covers the suite)
+    "trixie": {
+        "distribution": "debian",
+        "suite": "trixie",
+        "variant": "minbase",
+        "mirrors": list(TRIXIE_MIRRORS),
+        "packages": list(TRIXIE_PACKAGES),
     },
     "build-vm-guest": {
         "distribution": "debian",

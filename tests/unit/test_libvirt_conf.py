@@ -68,7 +68,7 @@ def test_every_reference_field_is_covered():
 def test_virtlogd_reference_defaults():
     assert lc.defaults("virtlogd") == {
         "log_level": 3, "log_filters": "3:remote 4:event", "log_outputs": "3:syslog:virtlogd",
-        "max_clients": 1024, "max_size": 2097152, "max_backups": 3}
+        "max_clients": 1024, "max_size": 2097152, "max_backups": 3, "admin_max_clients": 5}
 
 
 def test_default_rendering_types():
@@ -93,9 +93,9 @@ def test_values_render_in_libvirt_syntax():
 
 
 def test_extra_settings_are_typed_by_yaml_type():
-    text = lc.render("libvirtd", {}, extra={"keepalive_required": True, "new_int": 7,
+    text = lc.render("libvirtd", {}, extra={"new_bool": True, "new_int": 7,
                                             "new_str": "x", "new_list": ["a", "b"], "new_empty": ""})
-    assert "keepalive_required = 1\n" in text
+    assert "new_bool = 1\n" in text
     assert "new_int = 7\n" in text
     assert 'new_str = "x"\n' in text
     assert 'new_list = ["a","b"]\n' in text
@@ -213,3 +213,81 @@ def test_socket_plan_modular_ipv6_tls():
     assert "ListenStream=[::1]:16514" in plan["dropins"]["virtproxyd-tls.socket"]
     assert plan["services"] == ["virtqemud.service", "virtproxyd.service"]
     assert not any(re.search("--listen", v) for v in plan["dropins"].values())
+
+
+def test_keepalive_required_fields():
+    text = lc.render("libvirtd", {})
+    assert "keepalive_required = 0\n" in text and "admin_keepalive_required = 0\n" in text
+    text = lc.render("virtqemud", {"keepalive_required": "yes", "admin_keepalive_required": True})
+    assert "keepalive_required = 1\n" in text and "admin_keepalive_required = 1\n" in text
+    with pytest.raises(lc.LibvirtConfError, match="libvirt_keepalive_required must be a boolean"):
+        lc.render("libvirtd", {"keepalive_required": "sometimes"})
+    # now a field: setting it through extra settings names the variable to use instead
+    with pytest.raises(lc.LibvirtConfError, match="set libvirt_keepalive_required instead"):
+        lc.render("libvirtd", {}, extra={"keepalive_required": False})
+
+
+def test_virtlogd_admin_max_clients():
+    assert "admin_max_clients = 5\n" in lc.render("virtlogd", {})
+    assert "admin_max_clients = 9\n" in lc.render("virtlogd", {"admin_max_clients": 9})
+    with pytest.raises(lc.LibvirtConfError, match="virtlogd_admin_max_clients must be at least 1"):
+        lc.render("virtlogd", {"admin_max_clients": 0})
+
+
+def test_extra_settings_reach_each_daemon_file_they_concern():
+    extra = {"shared_knob": 3, "virtqemud": {"qemu_only": "q"},
+             "virtproxyd": {"proxy_only": 1}, "libvirtd": {"mono_only": ["m"]}}
+    files = dict((d, lc.parse(lc.render(d, {}, extra=extra)))
+                 for d in ("libvirtd", "virtqemud", "virtproxyd"))
+    # top-level keys: every daemon file the role writes
+    assert all(f["shared_knob"] == 3 for f in files.values())
+    # sections: only their own daemon's file
+    assert files["virtqemud"]["qemu_only"] == "q" and "qemu_only" not in files["virtproxyd"]
+    assert files["virtproxyd"]["proxy_only"] == 1 and "proxy_only" not in files["libvirtd"]
+    assert files["libvirtd"]["mono_only"] == ["m"] and "mono_only" not in files["virtqemud"]
+    # virtlogd has its own variable; sections mean nothing there
+    assert lc.select_extra("virtqemud", {"a": 1, "virtproxyd": {"b": 2}}) == {"a": 1}
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"virtnetworkd": {"a": 1}}, "only a daemon section"),
+    ({"a": 1, "virtqemud": {"a": 2}}, "both at the top level and in the virtqemud section"),
+    ({"virtqemud": {"a": {"b": 1}}}, "libvirt_extra_settings.virtqemud.a must be"),
+    ({"virtqemud": {"max_clients": 3}}, "set libvirt_max_clients instead"),
+    ({"virtqemud": {"listen_tcp": True}}, "remote-access setting that virtqemud does not read"),
+])
+def test_extra_sections_refused(extra, match):
+    with pytest.raises(lc.LibvirtConfError, match=match):
+        lc.render("virtqemud", {}, extra=extra)
+
+
+def test_socket_plan_retires_the_other_mode():
+    settings_ = lc.normalize("libvirtd", {})[0]
+    mono = lc.socket_plan(settings_, "monolithic")
+    modular = lc.socket_plan(settings_, "modular")
+    # modular retires every libvirtd unit, including the TCP/TLS sockets
+    assert modular["retire_services"] == ["libvirtd.service"]
+    assert sorted(modular["retire_sockets"]) == sorted(
+        ["libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket",
+         "libvirtd-tcp.socket", "libvirtd-tls.socket"])
+    # monolithic retires virtqemud, virtproxyd and every secondary driver daemon
+    assert "virtqemud.service" in mono["retire_services"]
+    assert "virtproxyd.service" in mono["retire_services"]
+    for daemon in lc.SECONDARY_DAEMONS:
+        assert daemon + ".service" in mono["retire_services"]
+        assert daemon + "-admin.socket" in mono["retire_sockets"]
+    assert "virtproxyd-tls.socket" in mono["retire_sockets"]
+    # one mode never enables what it retires, and no two wanted sockets share a path
+    for plan in (mono, modular):
+        wanted = plan["enable"] + plan["secondary_sockets"]
+        assert not set(wanted) & set(plan["retire_sockets"])
+        assert not set(plan["services"]) & set(plan["retire_services"])
+        paths = [re.findall(r"ListenStream=(\S+)", text)[0] for text in plan["dropins"].values()]
+        assert len(paths) == len(set(paths))
+    # the legacy socket path is bound by libvirtd.socket or virtproxyd.socket, and the
+    # other one is retired in that mode
+    assert "/run/libvirt/libvirt-sock" in mono["dropins"]["libvirtd.socket"]
+    assert "/run/libvirt/libvirt-sock" in modular["dropins"]["virtproxyd.socket"]
+    assert "virtproxyd.socket" in mono["retire_sockets"]
+    assert "libvirtd.socket" in modular["retire_sockets"]
+    assert mono["secondary_sockets"] == [] and "virtnetworkd.socket" in modular["secondary_sockets"]
