@@ -19,14 +19,14 @@ export PYTHONPATH := $(COLL_ROOT)
 export ANSIBLE_NOCOLOR := 1
 export PY_COLORS := 0
 
-.PHONY: help deps venv collection fixtures unit integration sanity lint molecule \
+.PHONY: help deps venv collection fixtures unit integration sanity lint molecule compat \
         test demo demo-destroy build docs bench clean
 
 help:
 	@echo "make test          everything CI runs: deps, venv, unit, integration, sanity, lint, molecule"
 	@echo "make demo          boot a throwaway Debian VM and apply playbooks/site.yml to it"
 	@echo "make demo-destroy  stop and remove the demo VM"
-	@echo "make unit | integration | sanity | lint | molecule | build | docs | bench"
+	@echo "make unit | integration | sanity | lint | molecule | compat | build | docs | bench"
 
 # System packages from bindep.txt ([platform:dpkg] entries); apt-get only runs when one is missing.
 deps:
@@ -77,7 +77,13 @@ lint: venv collection
 molecule: venv collection
 	molecule test --all
 
-test: venv collection unit integration sanity lint molecule
+# Unit tests + one scenario (converge, idempotence) with the oldest supported ansible-core
+# and with the current release (Python 3.13 in a Debian 13 tree), and its sanity rules.
+compat: venv collection
+	$(PY) -m tests.harness build
+	bash scripts/compat.sh all
+
+test: venv collection unit integration sanity lint molecule compat
 	@echo "make test: all stages passed"
 
 demo: venv collection
