@@ -1,6 +1,5 @@
 """Unit tests for plugins/module_utils/binfmt.py: the table, encoding, parsing, matching."""
 import io
-import os
 import pathlib
 import struct
 
