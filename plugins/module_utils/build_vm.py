@@ -377,13 +377,13 @@ def validate(machines, listening=None):
             errors.append("%s: field 'name': %r is also the name of build_vm_machines[%d]"
                           % (label, vm["name"], names[vm["name"]]))
         names[vm["name"]] = index
-        for port, _guest, field in forwards(vm):
+        for port, _guest, field in forwards(vm) if vm["enabled"] else ():
             if port in ports:
                 errors.append("%s: field '%s': port %d is already used by %s"
                               % (label, field, port, ports[port]))
             else:
                 ports[port] = "%s field '%s'" % (label, field)
-            if vm["enabled"] and port in listening:
+            if port in listening:
                 errors.append("%s: field '%s': port %d is already listening on this host"
                               % (label, field, port))
         out.append(vm)

@@ -172,6 +172,10 @@ def test_virtio_serial_has_no_secrets_port_to_collide():
                       {"name": "b", "image": "/b.qcow2", "ssh_port": 2222}]) == []
 
 
+def test_disabled_vm_holds_no_port():
+    assert _messages([{"name": "a", "image": "/a.qcow2", "enabled": False}, {"name": "b", "image": "/b.qcow2"}]) == []
+
+
 def test_duplicate_names():
     msgs = _messages([{"name": "a", "image": "/a.qcow2"}, {"name": "a", "image": "/b.qcow2", "ssh_port": 1}])
     assert any("field 'name'" in m and "also the name of build_vm_machines[0]" in m for m in msgs)
