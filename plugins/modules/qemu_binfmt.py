@@ -216,11 +216,11 @@ match:
 """
 
 import os
-import tempfile
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils import binfmt as B
 
 
@@ -307,19 +307,11 @@ class QemuBinfmt(object):
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
             os.makedirs(directory, 0o755)
-        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+        _io.clean_stale(path, "qemu_binfmt")
         try:
-            os.fchmod(fd, 0o644)
-            os.write(fd, content.encode("utf-8"))
-            os.fsync(fd)
-            os.close(fd)
-            fd = None
-            os.replace(tmp, path)
-        finally:
-            if fd is not None:
-                os.close(fd)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _io.atomic_write(path, content.encode("utf-8"), 0o644, "qemu_binfmt")
+        except _io.IoError as exc:
+            raise B.BinfmtError(str(exc))
 
     @staticmethod
     def read_text(path):
@@ -390,9 +382,9 @@ class QemuBinfmt(object):
 
         wanted = {}
         for name in selected:
-            interp = B.interpreter_path(name, p["interpreter_dir"], p["interpreter_suffix"])
-            entry = B.wanted_entry(name, interp, flags)
             try:
+                interp = B.interpreter_path(name, p["interpreter_dir"], p["interpreter_suffix"])
+                entry = B.wanted_entry(name, interp, flags)
                 B.register_line(entry)
             except B.BinfmtError as exc:
                 self.fail(str(exc))

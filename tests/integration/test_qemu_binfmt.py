@@ -270,7 +270,7 @@ def _script(path):
 
 @pytest.mark.parametrize("case", ["unknown-platform", "missing", "dynamic-with-F", "not-elf",
                                   "wrong-machine", "bad-flag", "not-mountable-file",
-                                  "not-mountable-missing"])
+                                  "not-mountable-missing", "relative-dir", "suffix-slash"])
 def test_bad_input_fails_clearly_and_changes_nothing(clean, tmp_path, busybox, case):
     confd = tmp_path / "binfmt.d"
     args = {"platforms": ["aarch64"], "persistent": True, "binfmt_d_path": str(confd)}
@@ -297,6 +297,12 @@ def test_bad_input_fails_clearly_and_changes_nothing(clean, tmp_path, busybox, c
         (tmp_path / "plain").write_text("")
         args["binfmt_misc_path"] = str(tmp_path / "plain")
         expect = ["not mounted", str(tmp_path / "plain"), "binfmt_misc_path"]
+    elif case == "relative-dir":  # finding 7
+        args["interpreter_dir"] = "usr/bin"
+        expect = ["'usr/bin' is relative", "absolute path"]
+    elif case == "suffix-slash":
+        args["interpreter_suffix"] = "-static/../../tmp/x"
+        expect = ["may not contain '/'"]
     else:
         args["binfmt_misc_path"] = str(tmp_path / "nowhere")
         expect = ["not mounted", str(tmp_path / "nowhere"), "binfmt_misc_path"]
@@ -313,3 +319,66 @@ def test_bad_input_fails_clearly_and_changes_nothing(clean, tmp_path, busybox, c
     if case == "dynamic-with-F":  # the same interpreter without F is accepted
         ok = qemu_binfmt(check=True, flags={"fix_binary": False}, **args)
         assert not ok.get("failed"), ok
+
+
+# -- finding 11: every Debian release architecture's real static binary runs through its handler
+DEBIAN_ARCHES = {  # Debian architecture -> (platform table row, what `uname -m` prints)
+    "arm64": ("aarch64", "aarch64"), "armel": ("arm", "armv7l"), "armhf": ("arm", "armv7l"),
+    "mips64el": ("mips64el", "mips64"), "mipsel": ("mipsel", "mips"),
+    "ppc64el": ("ppc64le", "ppc64le"), "s390x": ("s390x", "s390x"),
+    "i386": ("i386", None), "amd64": ("x86_64", None),   # the host's own family: native
+}
+APT_DIR = ROOT / ".tmp" / "fixtures" / "apt"
+BUSYBOX_DIR = ROOT / ".tmp" / "fixtures" / "busybox"
+
+
+def _apt(*args):
+    opts = ["-o", "Dir::Etc::SourceList=%s" % (APT_DIR / "sources.list"),
+            "-o", "Dir::Etc::SourceParts=/nonexistent",
+            "-o", "Dir::State::Lists=%s" % (APT_DIR / "lists"),
+            "-o", "Dir::Cache=%s" % (APT_DIR / "cache"),
+            "-o", "APT::Architectures=%s" % ",".join(sorted(DEBIAN_ARCHES))]
+    subprocess.run(["apt-get", "-q"] + opts + list(args), check=True, cwd=str(BUSYBOX_DIR),
+                   stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def debian_busybox():
+    """busybox-static of every Debian 12 release architecture (apt-get download), unpacked."""
+    found = {}
+    missing = [a for a in DEBIAN_ARCHES if not (BUSYBOX_DIR / a / "bin" / "busybox").is_file()]
+    if missing:
+        for sub in ("lists/partial", "cache/archives/partial"):
+            (APT_DIR / sub).mkdir(parents=True, exist_ok=True)
+        BUSYBOX_DIR.mkdir(parents=True, exist_ok=True)
+        (APT_DIR / "sources.list").write_text(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+            "http://deb.debian.org/debian bookworm main\n")
+        _apt("update")
+        for arch in missing:
+            _apt("download", "busybox-static:" + arch)
+            deb = sorted(BUSYBOX_DIR.glob("busybox-static_*_%s.deb" % arch))[-1]
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(BUSYBOX_DIR / arch)], check=True)
+    for arch in DEBIAN_ARCHES:
+        found[arch] = str(BUSYBOX_DIR / arch / "bin" / "busybox")
+    return found
+
+
+def test_debian_static_binaries_match_their_row(debian_busybox):
+    for arch, (row, _uname) in DEBIAN_ARCHES.items():
+        with open(debian_busybox[arch], "rb") as handle:
+            head = handle.read(64)
+        matches = [p["name"] for p in B.PLATFORMS
+                   if all((h & k) == (m & k) for h, m, k in zip(head, p["magic"], p["mask"]))]
+        assert matches == [row], (arch, matches)
+
+
+def test_debian_static_binaries_run_through_registered_handlers(clean, debian_busybox):
+    foreign = sorted(set(row for row, uname in DEBIAN_ARCHES.values() if uname))
+    res = qemu_binfmt(platforms=foreign, persistent=False)
+    assert not res.get("failed"), res
+    for arch, (row, uname) in sorted(DEBIAN_ARCHES.items()):
+        proc = run_foreign(debian_busybox[arch], "uname", "-m")
+        assert not isinstance(proc, OSError), (arch, proc)
+        assert proc.returncode == 0, (arch, proc.stderr)
+        assert proc.stdout.strip() == (uname or os.uname()[4]), (arch, proc.stdout)
