@@ -25,11 +25,13 @@ run_stack() {
   log "$stack: $("$bin/ansible" --version | head -1), $("$py" --version)"
   (cd "$src" && "$py" -m pytest -q -p no:cacheprovider tests/unit)
   cd "$src/tests/compat"
-  export COMPAT_STACK=$stack VMHOST_TOP=$src
-  trap '"$bin/molecule" destroy -s compat >/dev/null 2>&1 || true' RETURN
-  "$bin/molecule" create -s compat
-  "$bin/molecule" converge -s compat
-  "$bin/molecule" idempotence -s compat
+  export COMPAT_STACK=$stack VMHOST_TOP=$src NO_COLOR=1 ANSIBLE_NOCOLOR=1 PY_COLORS=0
+  local rc=0
+  { "$bin/molecule" create -s compat && "$bin/molecule" converge -s compat \
+      && "$bin/molecule" idempotence -s compat; } || rc=$?
+  "$bin/molecule" destroy -s compat >/dev/null 2>&1 || true
+  [ "$rc" = 0 ] && log "$stack: unit tests, converge and idempotence passed"
+  return "$rc"
 }
 
 minimum() {
@@ -67,9 +69,11 @@ current_tree() {
 
 # Run a command in the Debian 13 tree with the collection at /src.
 in_current() {
-  local tree=$1; shift
+  local tree=$1 shared=(); shift
+  # The reference seeds beside the checkout (unit tests compare tables with them).
+  [ -d "$top/../shared" ] && shared=(--bind="$(readlink -f "$top/../shared"):/shared")
   systemd-nspawn --quiet --register=no --keep-unit -D "$tree" \
-    --bind="$top:/src" --bind="$top/../shared:/shared" \
+    --bind="$top:/src" "${shared[@]}" \
     --bind=/var/cache/vmhost-harness --bind=/var/tmp/vmhost-harness \
     --setenv=ANSIBLE_COLLECTIONS_PATH=/opt/collections --setenv=PYTHONPATH=/opt/collections:/src \
     --setenv=PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin --setenv=ANSIBLE_NOCOLOR=1 \
