@@ -185,23 +185,22 @@ def _pid_alive(pid):
     return True
 
 
-def clean_stale(path, tag):
-    """Remove what a killed run of ours left beside ``path``: entries named
-    ``.<base>.<tag>.<pid>.<random>`` whose PID is gone and whose owner is us.
-    Returns the removed names."""
-    directory, base = _split(path)
-    pattern = re.compile(r"^\.%s\.%s\.(\d+)\.[A-Za-z0-9_]+$" % (re.escape(base), re.escape(tag)))
-    removed = []
+def temps_in(directory, tag, stale_only=True, base=None):
+    """Temporary entries of ``tag`` in ``directory`` (``.<base>.<tag>.<pid>.<random>``) that we own;
+    with ``stale_only`` only those whose process is gone.  ``base`` limits them to one target."""
+    name_re = re.escape(base) if base is not None else ".+"
+    pattern = re.compile(r"^\.%s\.%s\.(\d+)\.[A-Za-z0-9_]+$" % (name_re, re.escape(tag)))
+    found = []
     try:
-        names = os.listdir(directory)
+        names = sorted(os.listdir(directory))
     except OSError:
-        return removed
+        return found
     for name in names:
         match = pattern.match(name)
         if not match:
             continue
         pid = int(match.group(1))
-        if pid == os.getpid() or _pid_alive(pid):
+        if stale_only and (pid == os.getpid() or _pid_alive(pid)):
             continue
         full = os.path.join(directory, name)
         try:
@@ -209,8 +208,18 @@ def clean_stale(path, tag):
                 continue
         except OSError:
             continue
+        found.append(full)
+    return found
+
+
+def clean_stale(path, tag):
+    """Remove what a killed run of ours left beside ``path``: entries named
+    ``.<base>.<tag>.<pid>.<random>`` whose PID is gone and whose owner is us.
+    Returns the removed names."""
+    directory, base = _split(path)
+    removed = temps_in(directory, tag, True, base)
+    for full in removed:
         discard(full)
-        removed.append(full)
     return removed
 
 

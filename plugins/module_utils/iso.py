@@ -536,6 +536,8 @@ def xorriso_command(plan, out_path, staging, xorriso="xorriso"):
         compliance += ":joliet_long_names" if plan.rock_ridge else ""
     argv = [
         xorriso, "-no_rc", "-report_about", "SORRY", "-abort_on", "FAILURE", "-return_with", "SORRY", "32",
+        # Paths are data, never patterns: without this "-chmod 0600 /k*" changes every /k... file.
+        "-iso_rr_pattern", "off", "-disk_pattern", "off",
         "-outdev", "stdio:" + out_path,
         "-follow", "param",
         "-compliance", compliance,

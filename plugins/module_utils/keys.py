@@ -31,7 +31,8 @@ import binascii
 import hashlib
 import os
 import re
-import tempfile
+
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -45,7 +46,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the controller
 SSH_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 MIN_RSA_BITS = 3072
 DEFAULT_RSA_BITS = 3072
-TMP_PREFIX = ".vmhost-tmp-"
+TEMP_TAG = "build_vm_secrets"
 
 
 class KeysError(Exception):
@@ -153,6 +154,10 @@ def sexp_dump_canonical(tree):
             out += str(len(item)).encode("ascii") + b":" + bytes(item)
     out += b")"
     return bytes(out)
+
+
+# Guix keys and ACLs nest 5 lists deep; a hostile file must not reach Python's recursion limit.
+MAX_SEXP_DEPTH = 32
 
 
 def sexp_parse(data):
@@ -278,7 +283,9 @@ def sexp_parse(data):
             return data[start:pos[0]]
         err("unexpected character %r" % chr(c))
 
-    def read_list():
+    def read_list(depth=1):
+        if depth > MAX_SEXP_DEPTH:
+            err("nested more than %d lists deep" % MAX_SEXP_DEPTH)
         pos[0] += 1  # '('
         items = []
         while True:
@@ -290,7 +297,7 @@ def sexp_parse(data):
                 pos[0] += 1
                 return items
             if c == ord("("):
-                items.append(read_list())
+                items.append(read_list(depth + 1))
             elif c == ord("["):
                 err("display hints are not supported")
             else:
@@ -728,19 +735,6 @@ def check_name(name):
 # ---------------------------------------------------------------------------
 # Grouped atomic writes
 
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_group(files, unlink_first=(), hook=None):
     """Install ``files`` (a list of ``(path, bytes, mode)``) as one unit.
 
@@ -758,14 +752,11 @@ def write_group(files, unlink_first=(), hook=None):
     try:
         for path, content, mode in files:
             directory = os.path.dirname(path) or "."
-            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + os.path.basename(path) + ".", dir=directory)
+            _io.check_target(path)
+            fd, tmp = _io.make_temp(path, TEMP_TAG, mode)
             temps.append(tmp)
             try:
-                os.fchmod(fd, mode)
-                view = memoryview(content)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                _io.write_all(fd, content)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -783,7 +774,7 @@ def write_group(files, unlink_first=(), hook=None):
             if hook:
                 hook("renamed:" + path)
         for directory in sorted(set(os.path.dirname(p) or "." for p, _c, _m in files)):
-            _fsync_dir(directory)
+            _io.fsync_dir(directory)
         temps = []
     finally:
         for tmp in temps:
@@ -793,10 +784,11 @@ def write_group(files, unlink_first=(), hook=None):
                 pass
 
 
+def temp_files(directory):
+    """Temporary files of write_group in ``directory`` (of any run, alive or not)."""
+    return _io.temps_in(directory, TEMP_TAG, stale_only=False)
+
+
 def stale_temp_files(directory):
-    """Temporary files a killed run left in ``directory``."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return [os.path.join(directory, n) for n in sorted(names) if n.startswith(TMP_PREFIX)]
+    """Temporary files a killed run left in ``directory`` (never a live run's)."""
+    return _io.temps_in(directory, TEMP_TAG, stale_only=True)

@@ -40,6 +40,7 @@ import errno
 import json
 import os
 import random
+import re
 import socket
 import stat
 import time
@@ -47,6 +48,31 @@ import time
 DEFAULT_DEVICE = "/dev/virtio-ports/org.qemu.guest_agent.0"
 DELIMITER = b"\xff"
 MAX_REPLY = 16 * 1024 * 1024
+# A reply nested deeper than this is refused before json.loads (which would raise
+# RecursionError near Python's limit, and Ansible could not serialise the result).
+MAX_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text):
+    """How deeply ``text`` (JSON) nests arrays and objects (strings are skipped)."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group(0) in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def loads_bounded(text):
+    """``json.loads`` that raises ValueError for input nested more than :data:`MAX_DEPTH` deep."""
+    if json_depth(text) > MAX_DEPTH:
+        raise ValueError("nested more than %d levels deep" % MAX_DEPTH)
+    return json.loads(text)
+
 
 # Commands that only read guest state: the module reports changed=false for them and
 # runs them in check mode.  Anything else is treated as changing the guest.
@@ -279,10 +305,10 @@ class Client(object):
 
     def _parse(self, line, what):
         try:
-            obj = json.loads(line.decode("utf-8", "replace"))
-        except ValueError:
-            raise QGAError("guest agent on %s sent something that is not JSON in reply to %s: %r"
-                           % (self.path, what, line[:200]), PROTOCOL, self.path)
+            obj = loads_bounded(line.decode("utf-8", "replace"))
+        except ValueError as exc:
+            raise QGAError("guest agent on %s sent something that is not JSON we accept in reply to "
+                           "%s (%s): %r" % (self.path, what, exc, line[:200]), PROTOCOL, self.path)
         if not isinstance(obj, dict) or ("return" not in obj and "error" not in obj):
             raise QGAError("guest agent on %s sent an unexpected reply to %s: %r"
                            % (self.path, what, line[:200]), PROTOCOL, self.path)
@@ -330,7 +356,7 @@ class Client(object):
             self._skip_to_delimiter(deadline, what)
             line = self._read_line(deadline, what).strip()
             try:
-                reply = json.loads(line.decode("utf-8", "replace"))
+                reply = loads_bounded(line.decode("utf-8", "replace"))
             except ValueError:
                 continue  # a stale fragment after an old delimiter
             if isinstance(reply, dict) and "error" in reply:

@@ -215,6 +215,7 @@ actions:
     - created /etc/vmhost/build-vms/x86/etc/ssh/ssh_host_ed25519_key (0600)
 """
 
+import fcntl
 import os
 import stat
 import traceback
@@ -236,6 +237,7 @@ class Secrets(object):
         self.before = []
         self.after = []
         self.planned_dirs = set()
+        self.locks = []
 
     # -- bookkeeping -------------------------------------------------------
     def fail(self, msg):
@@ -260,6 +262,47 @@ class Secrets(object):
             return None
         except (OSError, IOError) as exc:
             self.fail("cannot read %s %s: %s" % (what, path, exc))
+
+    # -- refusals (docs/security.md, finding 4) ----------------------------
+    def refuse_links(self, root, paths):
+        """Fail if ``root`` or any existing component between it and one of ``paths`` is a symlink."""
+        root = os.path.normpath(root)
+        if os.path.islink(root):
+            self.fail("secret_root %s is a symbolic link; give the real directory (links inside or "
+                      "as the secret root are refused so that no key is written or chmodded elsewhere)"
+                      % root)
+        for path in paths:
+            rel = os.path.relpath(os.path.normpath(path), root)
+            current = root
+            for part in rel.split(os.sep):
+                current = os.path.join(current, part)
+                if os.path.islink(current):
+                    self.fail("%s is a symbolic link (to %s); build_vm_secrets refuses links inside "
+                              "secret_root: remove it" % (current, os.readlink(current)))
+
+    def refuse_foreign_owner(self, path, what):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if st.st_uid != os.geteuid():
+            self.fail("%s %s is owned by uid %d, not by the user running the module (uid %d); "
+                      "refusing to keep secrets there" % (what, path, st.st_uid, os.geteuid()))
+
+    @staticmethod
+    def resolve_host_file(path):
+        """Host files (Guix ACL, nix.conf) that are symlinks are followed: the target is replaced
+        atomically and the link stays a link."""
+        return os.path.realpath(path) if os.path.islink(path) else path
+
+    def lock_dir(self, path):
+        """Hold an exclusive flock on directory ``path`` until the module exits (guix archive
+        --authorize and other runs of this module wait)."""
+        if self.check or not os.path.isdir(path):
+            return
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.locks.append(fd)
 
     # -- directories and modes --------------------------------------------
     def ensure_dir(self, path, mode, enforce=True):
@@ -443,6 +486,33 @@ class Secrets(object):
             self.fail("%s is not a Guix public key: it does not start with (public-key" % path)
         return tree
 
+    def deauthorize_old_guix(self, sec, host_keys, acl_path):
+        data = self.read(sec, "Guix secret key")
+        try:
+            _d, old_q = K.parse_guix_secret(data, what=sec) if data is not None else (None, None)
+        except K.KeysError:
+            return host_keys
+        if old_q is None:
+            return host_keys
+        kept = K.acl_merge(host_keys, remove=[K.guix_public_tree(old_q)])
+        if kept != host_keys:
+            self.write_text_file(acl_path, K.acl_dump(kept), 0o644, "de-authorized the old guest key in")
+        return kept
+
+    def deauthorize_old_nix(self, sec, text):
+        data = self.read(sec, "Nix secret key")
+        try:
+            _name, _seed, old_public = K.parse_nix_secret(data, what=sec) if data is not None else (None, None, None)
+        except K.KeysError:
+            return text
+        if not old_public:
+            return text
+        new = K.nix_conf_trust(text, None, remove=[old_public])
+        if new != text:
+            self.write_text_file(self.params["host_nix_conf"], new.encode("utf-8"), 0o644,
+                                 "de-authorized the old guest key in")
+        return new
+
     def write_text_file(self, path, content, default_mode, description):
         mode = default_mode
         if os.path.exists(path):
@@ -476,8 +546,23 @@ class Secrets(object):
                 types.append(kind)
         root = p["secret_root"]
         layout = K.secret_layout(root, types, p["offloading_user"])
-        host_acl_path = os.path.join(p["host_guix_dir"], "acl")
+        host_acl_path = self.resolve_host_file(os.path.join(p["host_guix_dir"], "acl"))
         host_pub_path = os.path.join(p["host_guix_dir"], "signing-key.pub")
+        if p["host_nix_conf"]:
+            p["host_nix_conf"] = self.resolve_host_file(p["host_nix_conf"])
+
+        # Refuse links and foreign owners before reading or writing anything.
+        self.refuse_foreign_owner(root, "secret_root")
+        inside = [layout[k] for k in ("ssh_dir", "authorized_dir", "authorized", "guix_dir", "guix_sec",
+                                      "guix_pub", "guix_acl", "nix_dir", "nix_sec", "nix_pub")]
+        for priv, pub in layout["host_keys"].values():
+            inside += [priv, pub]
+        self.refuse_links(root, inside)
+        for path in (p["offloading_key"], p["offloading_key"] + ".pub"):
+            if os.path.islink(path):
+                self.fail("offloading_key %s is a symbolic link; refusing to write a key through it" % path)
+        if "guix" in p["signing_keys"] and p["host_guix_acl"]:
+            self.lock_dir(os.path.dirname(host_acl_path))
 
         # Validate host inputs before changing anything.
         host_keys = None
@@ -521,6 +606,10 @@ class Secrets(object):
         if "guix" in p["signing_keys"]:
             self.ensure_dir(layout["guix_dir"], 0o755, enforce=False)
             self.clean_temps(layout["guix_dir"])
+            if p["regenerate"] == "always" and p["host_guix_acl"] and host_keys:
+                # Take the old guest key out of the host ACL before replacing it: a run killed
+                # after the new key is written must not leave the old one trusted.
+                host_keys = self.deauthorize_old_guix(layout["guix_sec"], host_keys, host_acl_path)
             public, old_q = self.guix_pair(layout["guix_sec"], layout["guix_pub"])
             result["guix_public_key"] = public.decode("ascii", "replace") if public is not None else None
             guest_tree = K.guix_public_tree(K.parse_guix_public(public)) if public is not None else None
@@ -551,6 +640,8 @@ class Secrets(object):
         if "nix" in p["signing_keys"]:
             self.ensure_dir(layout["nix_dir"], 0o755, enforce=False)
             self.clean_temps(layout["nix_dir"])
+            if p["regenerate"] == "always" and p["host_nix_conf"] and nix_conf_text is not None:
+                nix_conf_text = self.deauthorize_old_nix(layout["nix_sec"], nix_conf_text)
             public, old_public = self.nix_pair(layout["nix_sec"], layout["nix_pub"])
             result["nix_public_key"] = public
             if p["host_nix_conf"]:

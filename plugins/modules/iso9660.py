@@ -104,9 +104,11 @@ options:
     choices: [1, 2, 3]
     default: 3
   mode:
-    description: Permission bits of the image file, octal.
+    description:
+      - Permission bits of the image file, octal.
+      - When not given, a new image is created C(0600) (it may carry keys) and an existing image keeps its mode.
+        Version 0.1.0 created images V('0644').
     type: raw
-    default: '0644'
   boot:
     description:
       - Make the image bootable with GRUB. O(boot.grub_config) must be in the image (from O(files) or O(content))
@@ -163,7 +165,8 @@ attributes:
   safe_file_operations:
     description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: full
-    details: The image is written to a temporary file in the directory of O(path) and renamed into place.
+    details: The image is written to a private temporary directory beside O(path), fsynced and renamed into
+      place, and the directory is fsynced; what a killed run left there is removed by the next run.
   idempotent:
     description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
@@ -176,6 +179,8 @@ notes:
     (C(benchmarks/iso.py), figures in C(docs/iso9660.md)).
   - The GRUB images come from the GRUB installed on the managed node, so the same sha256 needs the same GRUB
     and xorriso versions.
+extends_documentation_fragment:
+  - ansible.builtin.files
 seealso:
   - name: community.general.iso_create
     description: The pycdlib-based peer; it always reports a change and its images carry the build time.
@@ -279,7 +284,6 @@ changes:
 
 import os
 import shutil
-import tempfile
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -289,6 +293,9 @@ from ansible_collections.vmhost.virt.plugins.module_utils.iso import (
     HAS_YAML, YAML_IMPORT_ERROR,
 )
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
+
+TEMP_TAG = "iso9660"
 
 
 def run_module(module):
@@ -302,7 +309,8 @@ def run_module(module):
     if p["cidata"] is not None and not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"), exception=str(YAML_IMPORT_ERROR))
     try:
-        file_mode = parse_mode(p["mode"], "mode")
+        if p["mode"] is not None:
+            parse_mode(p["mode"], "mode")
         plan = make_plan(
             files=p["files"], content=p["content"], volume_id=p["volume_id"],
             volume_uuid=p["volume_uuid"], source_date_epoch=p["source_date_epoch"], rock_ridge=p["rock_ridge"],
@@ -311,14 +319,16 @@ def run_module(module):
         module.fail_json(msg=str(exc), path=path)
 
     exists = os.path.lexists(path)
-    if exists and not os.path.isfile(path):
-        module.fail_json(msg="path %s exists and is not a regular file; this module writes image files only" % path,
-                         path=path)
+    if exists and (os.path.islink(path) or not os.path.isfile(path)):
+        module.fail_json(msg="path %s exists and is %s, not a regular file; this module writes image files only"
+                         % (path, _io.describe(path)), path=path)
     # The stream from xorriso is compared with the existing image as it arrives; a new file is only
     # written (next to path, then renamed) from the first differing byte on. Check mode writes nothing,
     # unless a diff needs the new image to list it (then into the module's temporary directory).
     keep = not module.check_mode or module._diff
-    workdir = tempfile.mkdtemp(prefix=".iso9660-", dir=module.tmpdir if module.check_mode else parent)
+    if not module.check_mode:
+        _io.clean_stale(path, TEMP_TAG)
+    workdir = _io.make_temp_dir(path, TEMP_TAG, parent=module.tmpdir if module.check_mode else None)
     candidate = os.path.join(workdir, os.path.basename(path))
     sink = ImageSink(path if exists else None, candidate if keep else None)
     try:
@@ -328,9 +338,7 @@ def run_module(module):
             sink.discard()
             module.fail_json(msg=str(exc), path=path)
         content_same = sink.close()
-        mode_same = exists and (os.stat(path).st_mode & 0o7777) == file_mode
-        changed = not (content_same and mode_same)
-        result = dict(changed=changed, path=path, sha256=sink.sha256, size=sink.size,
+        result = dict(changed=not content_same, path=path, sha256=sink.sha256, size=sink.size,
                       volume_id=plan.volume_id, volume_uuid=plan.volume_uuid, source_date_epoch=plan.epoch,
                       entries=len(plan.entries))
         for warning in dict.fromkeys(plan.warnings):
@@ -346,12 +354,14 @@ def run_module(module):
                 }
             except IsoError as exc:
                 module.warn("cannot list the images for the diff: %s" % exc)
-        if changed and not module.check_mode:
-            if content_same:
-                os.chmod(path, file_mode)
-            else:
-                os.chmod(candidate, file_mode)
-                os.replace(candidate, path)
+        if content_same:
+            # mode/owner/group of the unchanged image (check mode only predicts)
+            result["changed"] = _io.file_attributes(module, path)
+        elif not module.check_mode:
+            # a new image is private (0600) unless mode says otherwise; a replaced one keeps its mode
+            os.chmod(candidate, os.stat(path).st_mode & 0o7777 if exists else _io.DEFAULT_MODE)
+            _io.file_attributes(module, candidate)
+            _io.commit(candidate, path)
         module.exit_json(**result)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -376,7 +386,7 @@ def main():
             rock_ridge=dict(type="bool", default=True),
             joliet=dict(type="bool", default=True),
             interchange_level=dict(type="int", choices=[1, 2, 3], default=3),
-            mode=dict(type="raw", default="0644"),
+            mode=dict(type="raw"),
             boot=dict(type="dict", options=dict(
                 grub_config=dict(type="str", default="/boot/grub/grub.cfg"),
                 bios=dict(type="bool", default=True),
@@ -390,6 +400,7 @@ def main():
             )),
         ),
         supports_check_mode=True,
+        add_file_common_args=True,
     )
     try:
         run_module(module)

@@ -331,3 +331,67 @@ def test_regenerate_fail_refuses_a_smaller_rsa_key(args):
     assert done.get("failed") and "3072-bit" in done["msg"] and "ssh_host_rsa_key" in done["msg"], done
     kept = run(dict(args, ssh_host_key_types=["rsa"], ssh_rsa_bits=4096, signing_keys=[]))
     assert kept["changed"] is False and kept["ssh_host_keys"]["rsa"]["bits"] == 3072
+
+
+# -- finding 4: links and foreign owners inside secret_root are refused --------
+def _snapshot(path):
+    out = {}
+    for root, dirs, files in os.walk(str(path)):
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            out[full] = (st.st_mode, os.readlink(full) if os.path.islink(full) else None)
+    return out
+
+
+@pytest.mark.parametrize("where", ["etc/ssh", "etc/ssh/ssh_host_ed25519_key", "etc",
+                                   "etc/guix/signing-key.sec", "root"])
+def test_finding4_symlinks_in_secret_root_are_refused(tmp_path, where):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim"
+    victim.write_text("keep\n")
+    os.chmod(str(victim), 0o644)
+    args = base_args(tmp_path, ssh_host_key_types=["ed25519"])
+    root = tmp_path / "secrets" / "vm1"
+    if where == "root":
+        (tmp_path / "secrets").mkdir()
+        os.symlink(str(elsewhere), str(root))
+    else:
+        target = root / where
+        target.parent.mkdir(parents=True)
+        os.symlink(str(victim) if "key" in where or "sec" in where else str(elsewhere), str(target))
+    before = _snapshot(tmp_path)
+    res = run(args)
+    assert res.get("failed") and "symbolic link" in res["msg"], res
+    assert _snapshot(tmp_path) == before
+    assert victim.read_text() == "keep\n" and (victim.stat().st_mode & 0o777) == 0o644
+
+
+def test_finding4_foreign_owner_refused(tmp_path):
+    args = base_args(tmp_path, ssh_host_key_types=["ed25519"])
+    root = tmp_path / "secrets" / "vm1"
+    root.mkdir(parents=True)
+    os.chown(str(root), 12345, 12345)
+    res = run(args)
+    assert res.get("failed") and "owned by uid 12345" in res["msg"], res
+    assert os.listdir(str(root)) == []
+
+
+def test_finding4_host_files_behind_links_are_followed_and_stay_links(tmp_path):
+    real_guix = tmp_path / "real-guix"
+    real_guix.mkdir()
+    host_guix = tmp_path / "host-guix"
+    host_guix.mkdir()
+    os.symlink(str(real_guix / "acl"), str(host_guix / "acl"))
+    real_conf = tmp_path / "real-nix.conf"
+    real_conf.write_text("sandbox = true\n")
+    conf = tmp_path / "nix.conf"
+    os.symlink(str(real_conf), str(conf))
+    args = base_args(tmp_path, ssh_host_key_types=["ed25519"], host_nix_conf=str(conf))
+    res = run(args)
+    assert not res.get("failed"), res
+    assert os.path.islink(str(host_guix / "acl")) and os.path.islink(str(conf))
+    assert b"(acl" in (real_guix / "acl").read_bytes()
+    assert res["nix_public_key"] in real_conf.read_text()
+    assert sorted(os.listdir(str(real_guix))) == ["acl"]

@@ -96,6 +96,32 @@ def check_invariants(args, when):
         assert os.stat(priv).st_mode & 0o077 == 0, "%s: %s readable by others" % (when, priv)
 
 
+def check_old_keys_not_trusted(args, seen, when):
+    """Finding 4: a guest signing key that was replaced is never left trusted by the host,
+    whatever step the run was killed at."""
+    layout = K.secret_layout(args["secret_root"], args["ssh_host_key_types"])
+    secret = _read(layout["guix_sec"])
+    current = K.parse_guix_secret(secret)[1] if secret is not None else None
+    if current is not None:
+        seen["guix"].add(current)
+    acl = _read(os.path.join(args["host_guix_dir"], "acl"))
+    trusted = set()
+    for tree in (K.parse_acl(acl) if acl else []):
+        try:
+            trusted.add(K.parse_guix_public(K.sexp_dump(tree)))
+        except K.KeysError:
+            pass
+    stale = (trusted & seen["guix"]) - set([current])
+    assert not stale, "%s: the host ACL still trusts %d replaced guest key(s)" % (when, len(stale))
+    secret = _read(layout["nix_sec"])
+    current = K.parse_nix_secret(secret)[2] if secret is not None else None
+    if current is not None:
+        seen["nix"].add(current)
+    conf = (_read(args["host_nix_conf"]) or b"").decode()
+    stale = set(k for k in seen["nix"] if k != current and k in conf)
+    assert not stale, "%s: nix.conf still trusts replaced guest key(s) %s" % (when, sorted(stale))
+
+
 def _dirs(args, tmp_path):
     return (args["secret_root"] + "/etc/ssh", args["secret_root"] + "/etc/guix", args["secret_root"] + "/etc/nix",
             args["secret_root"] + "/etc/ssh/authorized_keys.d", os.path.dirname(args["offloading_key"]),
@@ -114,6 +140,8 @@ def test_sigkill_at_random_points_never_leaves_a_half_written_pair(tmp_path):
 
     kills = 0
     mid_write = 0
+    seen = {"guix": set(), "nix": set()}
+    check_old_keys_not_trusted(args, seen, "after a full run")
     for round_ in range(30):
         regenerate = "always" if round_ % 4 else "never"
         if round_ % 7 == 3:
@@ -128,7 +156,7 @@ def test_sigkill_at_random_points_never_leaves_a_half_written_pair(tmp_path):
         else:
             # In the write phase: once the first temporary file shows up, a little later.
             deadline = time.monotonic() + 2 * full + 5
-            while proc.poll() is None and time.monotonic() < deadline and not K.stale_temp_files(
+            while proc.poll() is None and time.monotonic() < deadline and not K.temp_files(
                     args["secret_root"] + "/etc/ssh"):
                 time.sleep(0.001)
             time.sleep(rng.uniform(0, 0.2))
@@ -137,6 +165,7 @@ def test_sigkill_at_random_points_never_leaves_a_half_written_pair(tmp_path):
             kills += 1
         proc.communicate()
         check_invariants(args, "round %d (%s, rc %s)" % (round_, regenerate, proc.returncode))
+        check_old_keys_not_trusted(args, seen, "round %d (%s, rc %s)" % (round_, regenerate, proc.returncode))
         if any(K.stale_temp_files(d) for d in _dirs(args, tmp_path)):
             mid_write += 1
     assert kills >= 10, "too few runs were killed mid-way (%d); the machine is too fast for this test" % kills
@@ -149,3 +178,38 @@ def test_sigkill_at_random_points_never_leaves_a_half_written_pair(tmp_path):
     assert not repaired.get("failed")
     again = _finish(_start(tmp_path, args))
     assert again["changed"] is False, again["actions"]
+
+
+_KILL_AFTER = r"""
+import os, runpy, signal, sys
+from ansible_collections.vmhost.virt.plugins.module_utils import keys as K
+original = K.write_group
+suffix = sys.argv[2]
+def write_group(files, *args, **kwargs):
+    original(files, *args, **kwargs)
+    if any(path.endswith(suffix) for path, _content, _mode in files):
+        os.kill(os.getpid(), signal.SIGKILL)
+K.write_group = write_group
+sys.argv = [sys.argv[0], sys.argv[1]]
+runpy.run_module("%s", run_name="__main__")
+""" % MODULE
+
+
+@pytest.mark.parametrize("secret", ["etc/guix/signing-key.sec", "etc/nix/signing-key.sec"])
+def test_killed_right_after_regenerating_leaves_old_key_untrusted(tmp_path, secret):
+    """Finding 4: SIGKILL just after the new guest key is installed, before the host files are
+    updated: the replaced key must already be out of the host's ACL / nix.conf."""
+    args = base_args(tmp_path, name="k2", ssh_host_key_types=["ed25519"],
+                     host_nix_conf=str(tmp_path / "nix.conf"))
+    _finish(_start(tmp_path, args))
+    seen = {"guix": set(), "nix": set()}
+    check_old_keys_not_trusted(args, seen, "first run")
+    path = tmp_path / "args-kill.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args, regenerate="always")}))
+    proc = subprocess.run([sys.executable, "-c", _KILL_AFTER, str(path), secret],
+                          capture_output=True, env=_env(), check=False)
+    assert proc.returncode == -9, proc.stderr
+    check_old_keys_not_trusted(args, seen, "killed after installing %s" % secret)
+    assert len(seen["guix"] if "guix" in secret else seen["nix"]) == 2
+    _finish(_start(tmp_path, args))
+    check_old_keys_not_trusted(args, seen, "next run")

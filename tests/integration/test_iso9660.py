@@ -91,7 +91,7 @@ def test_tree_modes_names_links_dates(tree, tmp_path):
     assert not failed and not result["changed"], result
     result, failed = run_module(args)
     assert not failed and not result["changed"], result
-    assert oct(os.stat(image).st_mode & 0o777) == "0o644"
+    assert oct(os.stat(image).st_mode & 0o777) == "0o600"  # new images are private (finding 10)
     assert [p for p in os.listdir(tmp_path) if p.startswith(".iso9660-")] == []
 
     listing = lsdl(str(image))
@@ -158,9 +158,9 @@ def test_diff_reports_added_removed_changed(tree, tmp_path):
 def test_mode_change_only(tree, tmp_path):
     image = tmp_path / "m.iso"
     run_ok(args_for(tree, image))
-    result = run_ok(args_for(tree, image, mode="0600"))
-    assert result["changed"] and oct(os.stat(image).st_mode & 0o777) == "0o600"
-    result = run_ok(args_for(tree, image, mode="0600"))
+    result = run_ok(args_for(tree, image, mode="0640"))
+    assert result["changed"] and oct(os.stat(image).st_mode & 0o777) == "0o640"
+    result = run_ok(args_for(tree, image, mode="0640"))
     assert not result["changed"]
 
 
@@ -225,3 +225,46 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tree, tmp_path, extra, messag
     result, failed = run_module(args)
     assert failed and sha(image) == before == good["sha256"]
     assert sorted(os.listdir(tmp_path)) == ["bad.iso", "tree"]
+
+
+# -- security findings 9 and 10 (docs/security.md) ---------------------------
+def test_finding9_dest_wildcards_are_not_expanded(tmp_path):
+    image = tmp_path / "w.iso"
+    src = tmp_path / "key"
+    src.write_text("private\n")
+    os.chmod(str(src), 0o600)
+    run_ok({"path": str(image), "source_date_epoch": EPOCH,
+            "files": [{"src": str(src), "dest": "/key"}],
+            "content": [{"dest": "/k*", "content": "pattern\n", "mode": "0644"}]})
+    listing = lsdl(str(image))
+    assert listing["/key"][0] == "-rw-------", listing
+    assert listing["/k*"][0] == "-rw-r--r--", listing
+
+
+def test_finding10_private_by_default_and_no_leftovers(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    image = out / "seed.iso"
+    stale = out / (".seed.iso.iso9660.%d.dead00" % 2 ** 22)
+    stale.mkdir()
+    (stale / "seed.iso").write_bytes(b"partial")
+    args = {"path": str(image), "source_date_epoch": EPOCH,
+            "content": [{"dest": "/a.txt", "content": "a\n"}]}
+    result = run_ok(args)
+    assert result["changed"] and oct(os.stat(str(image)).st_mode & 0o777) == "0o600"
+    assert sorted(os.listdir(str(out))) == ["seed.iso"]
+    result = run_ok(dict(args, mode="0640", group="root"))
+    assert result["changed"] and oct(os.stat(str(image)).st_mode & 0o777) == "0o640"
+    result = run_ok(dict(args, content=[{"dest": "/a.txt", "content": "b\n"}]))
+    assert result["changed"] and oct(os.stat(str(image)).st_mode & 0o777) == "0o640"
+    assert not run_ok(dict(args, content=[{"dest": "/a.txt", "content": "b\n"}]))["changed"]
+
+
+def test_finding2_symlink_path_refused(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    link = tmp_path / "seed.iso"
+    os.symlink(str(victim), str(link))
+    result, failed = run_module({"path": str(link), "content": [{"dest": "/a", "content": "a"}]})
+    assert failed and "symbolic link" in result["msg"]
+    assert victim.read_text() == "keep\n" and os.path.islink(str(link))

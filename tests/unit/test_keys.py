@@ -271,5 +271,15 @@ def test_write_group_killed_at_every_step_never_leaves_private_alone(tmp_path, r
                 assert body in (b"OLD-PUBLIC\n", b"OLD-PRIVATE\n", b"NEW-PUBLIC\n" * 50, b"NEW-PRIVATE\n" * 50)
         if priv.exists() and priv.read_bytes().startswith(b"NEW"):
             assert oct(priv.stat().st_mode & 0o777) == oct(0o600)
-        for tmp in K.stale_temp_files(str(tmp_path)):
+        for tmp in K.temp_files(str(tmp_path)):
             assert oct(os.stat(tmp).st_mode & 0o777) in (oct(0o600), oct(0o644))
+
+
+# -- finding 8: a deeply nested Guix ACL is a KeysError, not a RecursionError
+def test_deep_acl_is_refused():
+    data = b"(acl " + b"(entry " * 100000 + b")" * 100001
+    with pytest.raises(K.KeysError, match="nested more than 32 lists deep"):
+        K.parse_acl(data)
+    with pytest.raises(K.KeysError, match="nested more than"):
+        K.sexp_parse(b"(" * 50 + b")" * 50)
+    assert K.sexp_parse(b"(" * 32 + b")" * 32) is not None

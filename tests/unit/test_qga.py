@@ -341,3 +341,45 @@ def test_call_when_ready_silent_agent_real_clock(agent_factory):
         qga.call_when_ready(agent.path, "guest-ping", timeout=0.5, wait_timeout=1.5, interval=0.2)
     assert info.value.reason == qga.TIMEOUT
     assert time.monotonic() - start < 8.0
+
+
+# -- finding 8: a hostile agent's deeply nested reply is a clear QGAError, fast
+def _hostile_agent(path, reply):
+    import json as _json
+    import socket as _socket
+    import threading as _threading
+    server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def serve():
+        conn, _addr = server.accept()
+        buf = b""
+        while b"\n" not in buf:
+            buf += conn.recv(4096)
+        sync = _json.loads(buf.split(b"\n")[0].lstrip(b"\xff"))
+        conn.sendall(b"\xff" + _json.dumps({"return": sync["arguments"]["id"]}).encode() + b"\n")
+        conn.recv(4096)
+        conn.sendall(reply + b"\n")
+        conn.close()
+        server.close()
+
+    thread = _threading.Thread(target=serve)
+    thread.daemon = True
+    thread.start()
+    return thread
+
+
+def test_deeply_nested_reply_is_refused(tmp_path):
+    import time as _time
+    path = str(tmp_path / "qga.sock")
+    _hostile_agent(path, b'{"return": ' + b"[" * 100000 + b"]" * 100000 + b"}")
+    started = _time.process_time()
+    with pytest.raises(qga.QGAError, match="nested more than 64"):
+        qga.call(path, "guest-info", timeout=10)
+    assert _time.process_time() - started < 2
+
+
+def test_json_depth_skips_strings():
+    assert qga.json_depth('{"a": "[[[{{{", "b": [[1]]}') == 3
+    assert qga.loads_bounded('{"return": ["\\"[[", {"x": []}]}') == {"return": ['"[[', {"x": []}]}
