@@ -54,16 +54,15 @@ BUILD_VM_GUEST_PACKAGES = (
     "nix-bin", "nix-setup-systemd", "qemu-guest-agent",
 )
 
-# Debian 13: the same set under trixie's names.  libvirt 11.3 splits the
-# daemons into packages: libvirt-daemon-system still pulls the monolithic
-# libvirtd plus the driver packages that carry the modular daemons
-# (virtqemud in -driver-qemu, virtnetworkd in -driver-network, virtlogd in
-# -log, virtproxyd in -daemon-common ...).  They are named here so the tree
-# has every daemon the libvirt role switches between even if the meta
-# package's dependencies change; libvirt-daemon-lock (virtlockd) is only a
-# Recommends of libvirt-daemon, which mmdebstrap does not install.
-# qemu-user-static is a transitional package on trixie (qemu-user +
-# qemu-user-binfmt); systemd-networkd is still part of systemd.
+# Debian 13: the same set under trixie's names (all of them exist there;
+# qemu-user-static is a transitional package for qemu-user + qemu-user-binfmt,
+# systemd-networkd is still part of systemd).  libvirt 11.3's split packages
+# are the drivers' shared objects (libvirt-daemon-driver-qemu, -network, ...):
+# trixie ships no modular daemons (no virtqemud/virtproxyd binaries or units in
+# any installed package), only libvirtd, virtlogd (-log) and virtlockd (-lock).
+# The driver packages are pulled by libvirt-daemon-system anyway and are named
+# so that a change of the meta package cannot drop them silently;
+# libvirt-daemon-lock is only a Recommends, which mmdebstrap does not install.
 TRIXIE_PACKAGES = DEFAULT_PACKAGES + (
     "libvirt-daemon", "libvirt-daemon-common", "libvirt-daemon-driver-qemu",
     "libvirt-daemon-driver-network", "libvirt-daemon-log", "libvirt-daemon-lock",
