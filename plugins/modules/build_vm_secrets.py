@@ -30,6 +30,11 @@ description:
   - Existing valid keys are kept, a missing or wrong public half is derived again from its private half, and a
     corrupt key makes the module fail naming the file, unless O(regenerate=always).
   - Only public material is returned. Private keys never appear in results, diffs or logs.
+  - Symbolic links inside O(secret_root) (and O(secret_root) or O(offloading_key) as links) and a O(secret_root) owned
+    by another user are refused. A host Guix C(acl) or O(host_nix_conf) that is a link is edited in its target, which
+    is replaced atomically; the link stays. The host Guix directory is locked while its ACL is edited.
+  - With O(regenerate=always) the old guest keys are removed from the host ACL and O(host_nix_conf) before the new
+    keys are written, so a killed run never leaves a replaced key trusted.
 author:
   - vmhost.virt contributors (@vmhost)
 requirements:
