@@ -43,7 +43,7 @@ QEMU=$(sed -n 's/^ExecStart=//p' "$FILE" | sed "s#/run/build-vm-$VM/#$RUN/#g")
 SEND=$(sed -n 's/^ExecStartPost=+//p' "$FILE" | sed "s#/run/build-vm-$VM/#$RUN/#g")
 cd /var/tmp
 t0=$(now)
-eval "$QEMU" </dev/null >/dev/null 2>&1 &
+eval "exec $QEMU" </dev/null >/dev/null 2>&1 &
 QPID=$!
 if [ -n "$SEND" ]; then eval "$SEND" || echo "bare: sender failed" >&2; fi
 if wait_ssh; then t1=$(now); else t1=fail; fi
