@@ -164,8 +164,8 @@ def test_guest_without_secrets_reboots_and_the_unit_fails(host):
         return now if now["ActiveState"] == "failed" else None
     now = _wait("nosecrets unit to fail", failed, 900, host, unit)
     assert now["Result"] == "start-limit-hit", now
-    # Bounded: restart_limit 2 means two boots, one automatic restart.
-    assert int(now["NRestarts"]) == 1, now
+    # Bounded: restart_limit 2 means two boots; the refused third start may count.
+    assert 1 <= int(now["NRestarts"]) <= 2, now
     journal = host.check_output("journalctl -u %s --no-pager" % unit)
     assert len(re.findall(r"secret", journal, re.I)) >= 2, journal[-2000:]
     assert "start request repeated too quickly" in journal or "Start request repeated too quickly" in journal
