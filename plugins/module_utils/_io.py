@@ -144,6 +144,22 @@ def commit(tmp, path, fsync=True):
     fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
+def build_atomically(path, tag, fill, mode=None, before_commit=None):
+    """Let ``fill(tmp)`` write a new file beside ``path`` (created with ``mode``, default 0600)
+    by name, run ``before_commit(tmp)`` (owner/group), then :func:`commit` it over ``path``.
+    On any error the temporary file is removed and ``path`` is untouched."""
+    check_target(path)
+    tmp = temp_path(path, tag, DEFAULT_MODE if mode is None else mode)
+    try:
+        fill(tmp)
+        if before_commit:
+            before_commit(tmp)
+        commit(tmp, path)
+        tmp = None
+    finally:
+        discard(tmp)
+
+
 def atomic_write(path, data, mode=DEFAULT_MODE, tag="write"):
     """Write ``data`` (bytes) to ``path`` atomically with ``mode``."""
     check_target(path)

@@ -32,6 +32,7 @@ import tempfile
 import uuid as uuidlib
 
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
+from ansible_collections.vmhost.virt.plugins.module_utils._tools import FAT_EPOCH
 
 from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     ImageError,
@@ -47,7 +48,6 @@ FAT_LABEL_MAX = 11   # characters (8.3 volume label)
 SWAP_LABEL_MAX = 16
 
 # FAT dates start in 1980; a clamp below that would be refused by mtools.
-FAT_EPOCH = 315532800
 
 _FAT_LABEL_OK = re.compile(r"^[A-Za-z0-9 !#$%&'()\-@^_`{}~]*$")
 _FAT_BAD_CHARS = '"*/:<>?\\|'
@@ -167,11 +167,6 @@ def ext_device(image_path, offset=0):
     """The name e2fsprogs tools (debugfs, e2fsck, dumpe2fs) open for a file
     system at ``offset`` in ``image_path`` (the ``?offset=`` I/O option)."""
     return "%s?offset=%d" % (image_path, offset) if offset else image_path
-
-
-def mtools_image(image_path, offset=0):
-    """The ``-i`` argument mtools takes for a FAT file system at ``offset``."""
-    return "%s@@%d" % (image_path, offset) if offset else image_path
 
 
 # ---------------------------------------------------------------------------

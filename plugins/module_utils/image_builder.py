@@ -30,6 +30,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     run,
 )
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
+from ansible_collections.vmhost.virt.plugins.module_utils._tools import GRUB_EFI_DIR
 from ansible_collections.vmhost.virt.plugins.module_utils import filesystems as fsmod
 from ansible_collections.vmhost.virt.plugins.module_utils import partitions as ptmod
 
@@ -41,7 +42,6 @@ GRUB_EFI_MODULES = (
     "normal", "linux", "gzio", "echo", "test", "boot", "all_video", "efi_gop", "serial",
     "terminal", "sleep", "ls", "cat",
 )
-GRUB_EFI_DIR = "/usr/lib/grub/x86_64-efi"
 
 
 # ---------------------------------------------------------------------------

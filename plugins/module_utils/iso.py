@@ -37,6 +37,9 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.vmhost.virt.plugins.module_utils._tools import FAT_EPOCH, GRUB_EFI_DIR
+from ansible_collections.vmhost.virt.plugins.module_utils import _tools
+
 try:
     import yaml
     HAS_YAML = True
@@ -58,14 +61,12 @@ MAX_RR_NAME = 255
 MAX_JOLIET_NAME = 64
 MAX_JOLIET_LONG = 103  # xorriso's joliet_long_names, used together with Rock Ridge
 MAX_ISO_DEPTH = 8
-FAT_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest date FAT can hold
 
 GRUB_CONFIG = "/boot/grub/grub.cfg"
 BIOS_IMAGE = "/boot/grub/eltorito.img"
 EFI_IMAGE = "/boot/grub/efi.img"
 BOOT_CATALOG = "/boot/grub/boot.cat"
 GRUB_BIOS_DIR = "/usr/lib/grub/i386-pc"
-GRUB_EFI_DIR = "/usr/lib/grub/x86_64-efi"
 GRUB_MODULES_COMMON = [
     "iso9660", "part_msdos", "part_gpt", "fat", "normal", "configfile", "linux",
     "search", "search_fs_uuid", "search_fs_file", "search_label", "echo", "test",
@@ -122,11 +123,6 @@ def parse_volume_uuid(value):
     canonical = "-".join([digits[0:4], digits[4:6], digits[6:8], digits[8:10],
                           digits[10:12], digits[12:14], digits[14:16]])
     return digits, canonical
-
-
-def volume_uuid_of(epoch):
-    """The UUID an image gets when no volume_uuid is given: its volume date."""
-    return parse_volume_uuid(timestring(epoch))[1]
 
 
 def fat_serial(volume_uuid):
@@ -603,9 +599,7 @@ def boot_arguments(plan):
 
 def default_run(argv, env=None, cwd=None):
     """Run a tool; return (rc, stdout, stderr)."""
-    proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          check=False)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    return _tools.run_command(argv, env=env, cwd=cwd)
 
 
 def tool_env(epoch):
@@ -851,22 +845,6 @@ def sha256_file(path, chunk=1 << 20):
                 break
             h.update(block)
     return h.hexdigest()
-
-
-def same_bytes(a, b, chunk=1 << 20):
-    """True when two files hold the same bytes (stops at the first difference)."""
-    try:
-        if os.path.getsize(a) != os.path.getsize(b):
-            return False
-    except OSError:
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x, y = fa.read(chunk), fb.read(chunk)
-            if x != y:
-                return False
-            if not x:
-                return True
 
 
 _LSDL = re.compile(r"^(\S+)\s+\d+\s+\S+\s+\S+\s+(\d+)\s+\w+\s+\d+\s+[\d:]+\s+'(.*?)'(?: -> '(.*)')?$")

@@ -30,7 +30,6 @@ from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     parse_size,
 )
 from ansible_collections.vmhost.virt.plugins.module_utils.filesystems import (
-    EXT_TYPES,
     FAT_TYPES,
     FS_TYPES,
     fat_uuid_string,
@@ -707,7 +706,3 @@ def estimate(tree_bytes, overhead=1.25, minimum=MIB):
     """Partition size for contents of ``tree_bytes``: +25% (like the
     reference), rounded up to 1 MiB."""
     return align_up(max(int(round(tree_bytes * overhead)), minimum))
-
-
-def is_ext(fs):
-    return fs in EXT_TYPES

@@ -19,9 +19,9 @@ __metaclass__ = type
 import json
 import os
 import re
-import subprocess
 
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
+from ansible_collections.vmhost.virt.plugins.module_utils import _tools
 
 QEMU_IMG = "qemu-img"
 
@@ -36,19 +36,8 @@ class ImageError(Exception):
 
 
 def subprocess_runner(argv, env=None):
-    """Run ``argv`` and return ``(rc, stdout, stderr)`` (text)."""
-    full_env = None
-    if env:
-        full_env = dict(os.environ)
-        full_env.update(env)
-    try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=full_env, check=False)
-    except OSError as exc:
-        return 127, "", "cannot run %s: %s" % (argv[0], exc)
-    return (proc.returncode,
-            proc.stdout.decode("utf-8", "replace"),
-            proc.stderr.decode("utf-8", "replace"))
+    """Run ``argv`` and return ``(rc, stdout, stderr)`` (text); ``env`` is added to os.environ."""
+    return _tools.run_command(argv, extra_env=env)
 
 
 def run(argv, runner=None, env=None):
@@ -331,28 +320,14 @@ def atomic_convert(src, dst, out_format="qcow2", src_format=None, compress=False
     """Convert into a temporary file beside ``dst`` (mode 0600, or ``mode``) and rename it into place.
 
     ``before_commit(tmp)`` runs just before the rename (to set owner/group)."""
-    _io.check_target(dst)
-    tmp = _io.temp_path(dst, TEMP_TAG, _io.DEFAULT_MODE if mode is None else mode)
-    try:
-        convert(src, tmp, out_format, src_format, compress, runner)
-        if before_commit:
-            before_commit(tmp)
-        _io.commit(tmp, dst)
-        tmp = None
-    finally:
-        _io.discard(tmp)
+    _io.build_atomically(dst, TEMP_TAG, lambda tmp: convert(src, tmp, out_format, src_format,
+                                                            compress, runner),
+                         mode, before_commit)
 
 
 def atomic_create(path, fmt, size=None, backing_file=None, backing_format=None,
                   preallocation=None, runner=None, mode=None, before_commit=None):
     """:func:`create` into a temporary file beside ``path`` and rename it into place."""
-    _io.check_target(path)
-    tmp = _io.temp_path(path, TEMP_TAG, _io.DEFAULT_MODE if mode is None else mode)
-    try:
-        create(tmp, fmt, size, backing_file, backing_format, preallocation, runner)
-        if before_commit:
-            before_commit(tmp)
-        _io.commit(tmp, path)
-        tmp = None
-    finally:
-        _io.discard(tmp)
+    _io.build_atomically(path, TEMP_TAG, lambda tmp: create(tmp, fmt, size, backing_file,
+                                                            backing_format, preallocation, runner),
+                         mode, before_commit)

@@ -88,6 +88,14 @@ def test_source_compressed_and_backing(tmp_path):
     ({}, "give size"),
     ({"size": "1M", "format": "vmdk"}, "value of format"),
     ({"source": "/nonexistent/x.raw"}, "does not exist"),
+    ({"size": "1M", "format": "raw", "backing_file": "/nonexistent/base.qcow2",
+      "backing_format": "qcow2"}, "backing file /nonexistent/base.qcow2 does not exist"),
+    ({"size": "1.5"}, "not a whole number"),
+    ({"size": "1M", "preallocation": "sparse"}, "value of preallocation"),
+    ({"size": "1M", "source": "/etc/hostname", "backing_file": "/etc/hostname"}, "mutually exclusive"),
+    ({"size": "1M", "compress": True, "format": "raw", "source": "/nonexistent/x"}, "does not exist"),
+    ({"size": "1M", "mode": "u=rwz"}, "mode"),
+    ({"backing_file": "/nonexistent/base.qcow2"}, "does not exist"),
 ])
 def test_bad_inputs_fail_and_write_nothing(tmp_path, args, match):
     path = str(tmp_path / "x.qcow2")
@@ -189,3 +197,61 @@ def test_finding10_private_by_default_mode_owner_and_stale_temps(tmp_path):
     assert res["changed"] and (os.stat(str(path)).st_mode & 0o777) == 0o640
     assert run_module("disk_image", {"path": str(path), "size": "1M", "mode": "0640"})[
         "changed"] is False
+
+
+def test_sigkill_30_rounds_target_old_or_new_and_no_temp_left(tmp_path):
+    """SIGKILL the module at random points of a conversion, 30 times: the target is the old
+    image or a complete new one, never partial; the next run removes every temp file."""
+    import json
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    src = tmp_path / "src.raw"
+    with open(str(src), "wb") as handle:
+        for dummy in range(48):
+            handle.write(os.urandom(1 << 20))
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / "disk.qcow2"
+    args_file = tmp_path / "args.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.abspath(os.path.join(os.path.dirname(qemu_img.__file__), *[".."] * 5))
+    module = "ansible_collections.vmhost.virt.plugins.modules.disk_image"
+    rng = random.Random(int(os.environ.get("VMHOST_TEST_SEED", "0")) or None)
+
+    def start(args):
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        return subprocess.Popen([sys.executable, "-m", module, str(args_file)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+
+    args = {"path": str(dst), "source": str(src), "source_format": "raw", "format": "qcow2"}
+    begin = time.monotonic()
+    proc = start(dict(args, path=str(out / "timing.qcow2")))
+    proc.communicate()
+    full = time.monotonic() - begin
+    os.unlink(str(out / "timing.qcow2"))
+    kills = 0
+    for round_ in range(30):
+        if round_ % 3 == 0 and dst.exists():
+            os.unlink(str(dst))            # a first creation is killed too
+        proc = start(args)
+        time.sleep(rng.uniform(0.05, 1.0) * full)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+        if dst.exists():
+            info = qemu_img.info(str(dst), fmt="qcow2")
+            assert info["virtual_size"] == 48 << 20, round_
+            assert subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", str(src),
+                                   str(dst)], capture_output=True, check=False).returncode == 0, round_
+    assert kills >= 10, "only %d of 30 runs were killed mid-way" % kills
+    if dst.exists():
+        os.unlink(str(dst))
+    proc = start(args)
+    stdout, _stderr = proc.communicate()
+    assert json.loads(stdout)["changed"] is True
+    assert sorted(os.listdir(str(out))) == ["disk.qcow2"]

@@ -201,10 +201,15 @@ BAD = [
     ({"rock_ridge": False, "joliet": False, "interchange_level": 1}, "cannot be stored"),
     ({"boot": {"grub_config": "/boot/grub/grub.cfg"}}, "GRUB configuration /boot/grub/grub.cfg is not in the image"),
     ({"volume_uuid": "not-a-date"}, "volume_uuid 'not-a-date' is not an ISO 9660 UUID"),
+    ({"mode": "rw-r--r--"}, "must be octal digits"),
+    ({"content": [{"dest": "/x", "content": "x", "mode": "9999"}]}, "must be octal digits"),
+    ({"volume_id": "abc", "cidata": {"user_data": {"a": 1}}}, "must be labelled CIDATA"),
+    ({"interchange_level": 4}, "value of interchange_level must be one of"),
 ]
 
 
-BAD_IDS = ["vid-long", "vid-chars", "src-missing", "clash", "level", "boot-file", "uuid"]
+BAD_IDS = ["vid-long", "vid-chars", "src-missing", "clash", "level", "boot-file", "uuid",
+           "mode", "content-mode", "cidata-label", "level-4"]
 
 
 @pytest.mark.parametrize("extra, message", BAD, ids=BAD_IDS)

@@ -1,0 +1,45 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, vmhost.virt contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one way vmhost.virt runs external tools, and the constants several modules share.
+
+Private to vmhost.virt: other collections must not import this module.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import subprocess
+
+# Where Debian's grub-efi-amd64-bin keeps the x86_64-efi modules (grub-mkimage -d).
+GRUB_EFI_DIR = "/usr/lib/grub/x86_64-efi"
+# 1980-01-01T00:00:00Z, the earliest date FAT can hold.
+FAT_EPOCH = 315532800
+# A tool that runs longer than this is stuck (mkfs of a big tree on a slow disk takes minutes).
+DEFAULT_TIMEOUT = 3600
+
+
+def run_command(argv, env=None, cwd=None, timeout=DEFAULT_TIMEOUT, extra_env=None):
+    """Run ``argv`` (a list, never a shell string) and return ``(rc, stdout, stderr)`` as text.
+
+    ``env`` replaces the environment, ``extra_env`` is added to the current one.  A
+    program that cannot be started gives rc 127, one that times out rc 124 (the
+    conventions of the shell and of timeout(1)), with the reason in stderr."""
+    if not isinstance(argv, (list, tuple)) or not argv:
+        raise TypeError("argv must be a non-empty list")
+    if extra_env:
+        env = dict(os.environ if env is None else env)
+        env.update(extra_env)
+    try:
+        proc = subprocess.run(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,
+                              timeout=timeout)
+    except OSError as exc:
+        return 127, "", "cannot run %s: %s" % (argv[0], exc)
+    except subprocess.TimeoutExpired:
+        return 124, "", "%s did not finish within %s s" % (argv[0], timeout)
+    return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace"))
