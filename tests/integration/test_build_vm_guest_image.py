@@ -195,12 +195,13 @@ def test_secrets_delivered_and_pinned_ssh(booted, secrets):
     assert run[4:7] == ["active", "active", "active"]
     assert "nix-users" in run[7].split()
     # A wrong pinned key is refused: the guest really presents the delivered one.
+    # (The offloading key is an ed25519 key the guest does not hold as host key.)
     wrong = known.parent / "wrong_known_hosts"
-    other = (secrets / "root" / "etc/ssh/ssh_host_ecdsa_key.pub").read_text().split()[:2]
-    wrong.write_text("[127.0.0.1]:%d ssh-ed25519 %s\n" % (guest.ssh_port, other[1]))
+    other = (secrets / "offload.pub").read_text().split()[:2]
+    wrong.write_text("[127.0.0.1]:%d %s\n" % (guest.ssh_port, " ".join(other)))
     refused = subprocess.run(ssh_args(secrets, guest.ssh_port, wrong) + ["true"],
                              capture_output=True, text=True, timeout=60, check=False)
-    assert refused.returncode != 0
+    assert refused.returncode != 0 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in refused.stderr
     # Root cannot log in (locked, PermitRootLogin no, AllowUsers).
     root = subprocess.run(ssh_args(secrets, guest.ssh_port, known)[:-1] + ["root@127.0.0.1", "true"],
                           capture_output=True, text=True, timeout=60, check=False)
@@ -244,14 +245,14 @@ def test_offloaded_nix_build_signed_by_guest(booted, secrets, tmp_path):
                                   "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=", out],
                            capture_output=True, text=True, check=False)
     assert wrong.returncode != 0
-    # A wrong pinned host key in the machines line is refused.
-    bad_key = base64.b64encode(
-        " ".join((secrets / "root" / "etc/ssh/ssh_host_ecdsa_key.pub").read_text().split()[:2]).encode()).decode()
+    # A wrong pinned host key in the machines line is refused (the guest's
+    # ECDSA key would be accepted: it is the guest's too).
+    bad_key = base64.b64encode(" ".join((secrets / "offload.pub").read_text().split()[:2]).encode()).decode()
     refused = subprocess.run(
         ["nix-build", str(expr), "--argstr", "stamp", "bad-%d" % time.time(), "-j0", "--no-out-link",
          "--builders", "ssh-ng://build-vm-guest x86_64-linux %s 1 1 - - %s" % (secrets / "offload", bad_key)]
         + opts, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert refused.returncode != 0
+    assert refused.returncode != 0 and "HOST IDENTIFICATION HAS CHANGED" in refused.stderr
 
 
 def test_no_sender_guest_reboots_after_cmdline_timeout(guest_image):
