@@ -299,22 +299,13 @@ class PartitionTable(object):
         if self.is_block:
             self._build_into(self.path)
             return
-        _io.check_target(self.path)
         clean_stale_temps(self.path)
-        mode = _io.DEFAULT_MODE
-        if os.path.isfile(self.path):
-            mode = os.stat(self.path).st_mode & 0o7777
-        fd, tmp = _io.make_temp(self.path, TEMP_TAG, mode)
-        try:
-            os.ftruncate(fd, self.layout["size"])
-            os.close(fd)
+        mode = os.stat(self.path).st_mode & 0o7777 if os.path.isfile(self.path) else None
+
+        def fill(tmp):
+            os.truncate(tmp, self.layout["size"])
             self._build_into(tmp)
-            if attributes:
-                attributes(tmp)
-            _io.commit(tmp, self.path)
-            tmp = None
-        finally:
-            _io.discard(tmp)
+        _io.build_atomically(self.path, TEMP_TAG, fill, mode, attributes)
 
     def _build_into(self, target):
         layout = self.layout

@@ -273,3 +273,63 @@ def test_finding2_symlink_path_refused(tmp_path):
     result, failed = run_module({"path": str(link), "content": [{"dest": "/a", "content": "a"}]})
     assert failed and "symbolic link" in result["msg"]
     assert victim.read_text() == "keep\n" and os.path.islink(str(link))
+
+
+def test_sigkill_30_rounds_image_old_or_new_and_no_leftovers(tmp_path):
+    """SIGKILL the module at random points 30 times: the image is the old or the new one, never
+    partial; the next run leaves no temporary directory behind."""
+    import hashlib as _hashlib
+    import json
+    import random
+    import signal
+    import sys
+    import time
+    from ansible_collections.vmhost.virt.plugins.module_utils import iso as _iso
+    data = tmp_path / "data"
+    data.mkdir()
+    for index in range(12):
+        (data / ("blob%02d" % index)).write_bytes(os.urandom(2 << 20))
+    out = tmp_path / "out"
+    out.mkdir()
+    image = out / "big.iso"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.abspath(os.path.join(os.path.dirname(_iso.__file__), *[".."] * 5))
+    module = "ansible_collections.vmhost.virt.plugins.modules.iso9660"
+    args_file = tmp_path / "args.json"
+    rng = random.Random(int(os.environ.get("VMHOST_TEST_SEED", "0")) or None)
+
+    def start(args):
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        return subprocess.Popen([sys.executable, "-m", module, str(args_file)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+    def args_for_version(version, path=image):
+        return {"path": str(path), "source_date_epoch": EPOCH,
+                "files": [{"src": str(data), "dest": "/data"}],
+                "content": [{"dest": "/version", "content": version}]}
+
+    def digest(path=image):
+        with open(str(path), "rb") as handle:
+            return _hashlib.sha256(handle.read()).hexdigest()
+
+    # the complete images each version gives (the image bytes do not depend on its path)
+    known = {}
+    for version in ("v0", "v1", "v2"):
+        ref = tmp_path / ("ref-%s.iso" % version)
+        assert json.loads(start(args_for_version(version, ref)).communicate()[0])["changed"]
+        known[digest(ref)] = version
+    begin = time.monotonic()
+    assert json.loads(start(args_for_version("v0")).communicate()[0])["changed"]
+    full = time.monotonic() - begin
+    kills = 0
+    for round_ in range(30):
+        proc = start(args_for_version("v%d" % (round_ % 2 + 1)))
+        time.sleep(rng.uniform(0.05, 1.0) * full)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.communicate()
+        assert digest() in known, "round %d left an image that no complete run writes" % round_
+    assert kills >= 10, "only %d of 30 runs were killed mid-way" % kills
+    assert not json.loads(start(args_for_version("v1")).communicate()[0]).get("failed")
+    assert sorted(os.listdir(str(out))) == ["big.iso"] and known[digest()] == "v1"
