@@ -73,7 +73,8 @@ def guest_image(tmp_path_factory):
     # The source tree is untouched: the playbook configured a copy.
     assert not os.path.exists(os.path.join(tree, "etc/systemd/system/vmhost-secret-service.service"))
     assert not (out / "guest.tree").exists()
-    return desc
+    yield desc
+    shutil.rmtree(str(out), ignore_errors=True)  # about 1 GB
 
 
 @pytest.fixture(scope="session")
