@@ -11,12 +11,15 @@ from ansible_local import ansible_env
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_play(play, check=False, diff=False, env=None, verbosity=0):
-    """Run ``play`` (a list of plays) with ansible-playbook on localhost; return the process."""
+def run_play(play, check=False, diff=False, env=None, verbosity=0, prefix=()):
+    """Run ``play`` (a list of plays) with ansible-playbook on localhost; return the process.
+
+    ``prefix`` is put before the command (e.g. ``["faketime", "2031-01-01"]``)."""
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as handle:
         json.dump(play, handle)
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
-           "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable, handle.name]
+    cmd = list(prefix) + [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                          "-i", "localhost,", "-c", "local",
+                          "-e", "ansible_python_interpreter=" + sys.executable, handle.name]
     if check:
         cmd.append("--check")
     if diff:
@@ -30,7 +33,7 @@ def run_play(play, check=False, diff=False, env=None, verbosity=0):
         os.unlink(handle.name)
 
 
-def run_module(module, args, check=False, diff=False, env=None, verbosity=0, output=None):
+def run_module(module, args, check=False, diff=False, env=None, verbosity=0, output=None, prefix=()):
     """Run vmhost.virt.<module> on localhost through ansible-playbook; return its result.
 
     With ``output`` (a list), ansible-playbook's stdout and stderr are appended to it
@@ -43,7 +46,7 @@ def run_module(module, args, check=False, diff=False, env=None, verbosity=0, out
                        {"name": "save", "ansible.builtin.copy": {
                            "content": "{{ out | to_json }}", "dest": result_file},
                         "check_mode": False, "diff": False, "no_log": True}]}]
-    proc = run_play(play, check, diff, env, verbosity)
+    proc = run_play(play, check, diff, env, verbosity, prefix)
     if output is not None:
         output.extend([proc.stdout, proc.stderr])
     try:

@@ -1,33 +1,17 @@
 """Shared helpers of the iso9660 integration tests: run the module through Ansible, read images back."""
-import json
 import os
 import pathlib
 import subprocess
-import sys
 
-from ansible_local import ansible_env
+import images_common
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def run_module(args, check=False, diff=False, env=None, prefix=()):
     """Run vmhost.virt.iso9660 on localhost; return (result dict, failed?)."""
-    argv = list(prefix) + [str(ROOT / ".venv" / "bin" / "ansible"), "localhost",
-                           "-e", "ansible_python_interpreter=" + sys.executable,
-                           "-m", "vmhost.virt.iso9660", "-a", json.dumps(args)]
-    if check:
-        argv.append("--check")
-    if diff:
-        argv.append("--diff")
-    proc = subprocess.run(argv, env=ansible_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          check=False)
-    out = proc.stdout
-    marker = out.find(" => {")
-    assert marker >= 0, "no module result in output:\n%s\n%s" % (out, proc.stderr)
-    header = out[:marker]
-    result = json.loads(out[marker + 4:out.rindex("}") + 1])
-    failed = "FAILED" in header
-    return result, failed
+    result = images_common.run_module("iso9660", args, check=check, diff=diff, env=env, prefix=prefix)
+    return result, bool(result.get("failed"))
 
 
 def run_ok(args, **kwargs):

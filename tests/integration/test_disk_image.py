@@ -177,7 +177,7 @@ def test_finding2_device_nodes_never_replaced(tmp_path):
                  {"path": "/dev/null", "state": "absent", "force": True},
                  {"path": str(link), "size": "1M", "force": True}):
         res = run_module("disk_image", args)
-        assert res.get("failed") and "device" in res["msg"] or "symbolic link" in res["msg"], res
+        assert res.get("failed") and ("device" in res["msg"] or "symbolic link" in res["msg"]), res
     assert os.path.exists("/dev/null") and os.path.islink(str(link))
     import stat
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

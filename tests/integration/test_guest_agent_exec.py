@@ -5,7 +5,6 @@ on a socket in a 0700 temp directory, with every RPC blocked except the read-onl
 (computed from ``qemu-ga --block-rpcs=help``), so nothing a test sends can change this
 machine: ``guest-shutdown`` and ``guest-exec`` are refused by the agent itself.
 """
-import json
 import os
 import pathlib
 import shutil
@@ -19,50 +18,19 @@ import time
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import images_common  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(sys.executable).parent
 QEMU_GA = shutil.which("qemu-ga") or "/usr/sbin/qemu-ga"
 # The only RPCs the host's agent may serve: none of them changes anything.
 SAFE = {"guest-sync-delimited", "guest-sync", "guest-ping", "guest-info", "guest-get-osinfo",
         "guest-get-host-name", "guest-network-get-interfaces", "guest-get-timezone", "guest-get-time"}
 
 
-def _env():
-    env = dict(os.environ)
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".tmp" / "collections"))
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    return env
-
-
 def run_module(args, check=False):
     """Run the module once on localhost; return its registered result."""
-    fd, result_file = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
-    play = [{
-        "hosts": "localhost", "gather_facts": False,
-        "vars": {"ansible_python_interpreter": sys.executable},
-        "tasks": [{"name": "Call the agent", "vmhost.virt.guest_agent_exec": args,
-                   "register": "out", "ignore_errors": True},
-                  {"name": "Save the result", "check_mode": False,
-                   "ansible.builtin.copy": {"content": "{{ out | to_json }}", "dest": result_file,
-                                            "mode": "0600"}}],
-    }]
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
-        json.dump(play, f)
-        playbook = f.name
-    cmd = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", playbook]
-    if check:
-        cmd.append("--check")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300, check=False)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        with open(result_file) as f:
-            result = json.load(f)
-    finally:
-        os.unlink(playbook)
-        os.unlink(result_file)
-    return result
+    return images_common.run_module("guest_agent_exec", args, check=check)
 
 
 def _blocked_rpcs():
