@@ -43,6 +43,9 @@ DEFAULT_PACKAGES = (
     # no daemon: 13 MB; one image for VM hosts and build hosts is cheaper in CI
     # than a second recipe, which costs one more mmdebstrap)
     "nix-bin",
+    # build_vm_secrets (run by the build_vm role on the build host) generates keys
+    # with cryptography
+    "python3-cryptography",
 )
 
 # The root tree of the build VM guest image (playbooks/build_vm_image.yml
