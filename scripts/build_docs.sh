@@ -9,6 +9,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$top/.tmp/docs}
 rst="$out/rst"
 rm -rf "$rst" "$out/html"
+mkdir -p "$out"
 # The architecture picture, from its text source (graphviz).
 dot -Tsvg "$top/docs/architecture.dot" -o "$out/architecture.svg"
 if [ -z "${DOCS_NO_WRITE:-}" ]; then cp "$out/architecture.svg" "$top/docs/architecture.svg"; fi

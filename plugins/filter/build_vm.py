@@ -87,10 +87,6 @@ def build_vm_cpu_for_date(systems, date):
         raise AnsibleFilterError(str(exc))
 
 
-def build_vm_kvm_possible(vm, machine):
-    return bv.kvm_possible(_plain(vm)["systems"][0], str(machine))
-
-
 class FilterModule(object):
     def filters(self):
         return {
@@ -104,5 +100,4 @@ class FilterModule(object):
             "build_vm_known_hosts": build_vm_known_hosts,
             "build_vm_guix_machine": build_vm_guix_machine,
             "build_vm_cpu_for_date": build_vm_cpu_for_date,
-            "build_vm_kvm_possible": build_vm_kvm_possible,
         }
