@@ -26,4 +26,4 @@ def test_reference_site_builds_without_warnings(tmp_path):
     assert (tmp_path / "architecture.svg").read_bytes() == \
         (ROOT / "docs" / "architecture.svg").read_bytes(), \
         "docs/architecture.svg is out of date: run `make docs`"
-    assert (tmp_path / "html" / "_static" / "architecture.svg").is_file()
+    assert (tmp_path / "html" / "_images" / "architecture.svg").is_file()
