@@ -834,7 +834,9 @@ def main(argv=None):
         _say("no secrets installed: %s" % exc)
         if args.on_timeout == "reboot":
             _say("rebooting")
-            subprocess.call(["systemctl", "reboot"])
+            # This file is a standalone program installed into guests (no AnsibleModule there):
+            # asking systemd for the reboot is its job, not an Ansible module's.
+            subprocess.call(["systemctl", "reboot"])  # pylint: disable=ansible-bad-function
         return 1
     _out("installed %d files under %s" % (len(written), args.root))
     return 0
