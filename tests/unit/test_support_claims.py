@@ -13,7 +13,9 @@ from tests.harness.errors import HarnessError
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DIST_NAMES = {"debian": "Debian"}
 ROLE_REF = re.compile(r"vmhost\.virt\.([a-z_]+)")
-RECIPE_REF = re.compile(r"recipe[\"']?\s*[:=]?\s*[\"']?([a-z0-9-]+)")
+# `recipe: x`, `"recipe": "x"`, `--recipe x`, `--recipe, x` (an argv list in YAML)
+RECIPE_REF = re.compile(r"recipe[\"']?\s*[:=,]?\s*[\"']?([a-z0-9-]+)")
+PLAYBOOK_REF = re.compile(r"playbooks/([a-z0-9_]+\.yml)")
 
 
 def _scenario_coverage():
@@ -24,6 +26,11 @@ def _scenario_coverage():
         if not (scenario / "molecule.yml").is_file():
             continue
         text = "\n".join(p.read_text() for p in scenario.rglob("*.yml"))
+        # roles applied by the collection's playbooks the scenario runs count too
+        for playbook in set(PLAYBOOK_REF.findall(text)):
+            path = ROOT / "playbooks" / playbook
+            if path.is_file():
+                text += "\n" + path.read_text()
         tested = set()
         for name in set(RECIPE_REF.findall(text)):
             try:
