@@ -754,7 +754,7 @@ class ImageSink(object):
         return self.hash.hexdigest()
 
 
-def stream(argv, fifo, sink, env, popen=subprocess.Popen, stderr_path=None):
+def stream(argv, fifo, sink, env, popen=_tools.spawn, stderr_path=None):
     """Run argv (which writes the image to the named pipe ``fifo``) and feed the bytes to sink."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -797,7 +797,7 @@ def stream(argv, fifo, sink, env, popen=subprocess.Popen, stderr_path=None):
         os.close(fd)
 
 
-def build(plan, sink, run=default_run, popen=subprocess.Popen, xorriso="xorriso", tmpdir=None):
+def build(plan, sink, run=default_run, popen=_tools.spawn, xorriso="xorriso", tmpdir=None):
     """Stream the image described by plan into sink (see ImageSink); raise IsoError on failure."""
     if shutil.which(xorriso) is None and os.path.sep not in xorriso:
         raise IsoError("xorriso is not installed (Debian: apt-get install xorriso)")

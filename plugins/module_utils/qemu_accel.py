@@ -23,6 +23,8 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.vmhost.virt.plugins.module_utils import _tools
+
 TCG = "tcg"
 KVM = "kvm"
 # A kernel that reaches its "cannot mount root" panic under KVM within this many
@@ -57,11 +59,10 @@ def probe_argv(qemu, accel, kernel, cpu=None, machine=X86_MACHINE, console="ttyS
 
 
 def qemu_version(qemu):
-    try:
-        out = subprocess.run([qemu, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             check=False).stdout.decode("utf-8", "replace")
-    except OSError as exc:
-        raise AccelError("cannot run %s: %s" % (qemu, exc))
+    rc, out, err = _tools.run_command([qemu, "--version"], timeout=PROBE_TIMEOUT)
+    if rc == 127:
+        raise AccelError(err)
+    out = out or err
     return out.splitlines()[0] if out else "unknown"
 
 
@@ -77,8 +78,8 @@ def probe_key(kernel, qemu_ver, host_release):
 def probe_kvm(qemu, kernel, cpu, timeout=PROBE_TIMEOUT, machine=X86_MACHINE, console="ttyS0"):
     """Boot ``kernel`` under KVM with ``cpu``; return ``(works, detail)``."""
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(probe_argv(qemu, KVM, kernel, cpu, machine, console), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = _tools.spawn(probe_argv(qemu, KVM, kernel, cpu, machine, console), stdout=out,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -164,18 +165,16 @@ def probe_kvm_init(qemu, machine=X86_MACHINE, timeout=PROBE_TIMEOUT):
     :func:`probe_kvm` (a guest kernel may still hang), so its detail says so."""
     argv = [qemu] + list(machine) + ["-accel", "kvm", "-nodefaults", "-no-user-config",
                                      "-display", "none", "-S", "-monitor", "stdio"]
-    try:
-        proc = subprocess.run(argv, input=b"quit\n", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
+    rc, out, err = _tools.run_command(argv, data=b"quit\n", timeout=timeout)
+    if rc == 124:
         return False, "KVM: QEMU did not quit within %ds" % timeout
-    except OSError as exc:
-        raise AccelError("cannot run %s: %s" % (qemu, exc))
-    text = proc.stdout.decode("utf-8", "replace").strip()
-    if proc.returncode == 0 and "failed to initialize" not in text.lower():
+    if rc == 127:
+        raise AccelError(err)
+    text = (out + err).strip()
+    if rc == 0 and "failed to initialize" not in text.lower():
         return True, "QEMU initialised KVM (no kernel given to boot-test)"
     last = text.splitlines()[-1:] or ["no output"]
-    return False, "KVM: QEMU exited (%s): %s" % (proc.returncode, last[0].strip()[:100])
+    return False, "KVM: QEMU exited (%s): %s" % (rc, last[0].strip()[:100])
 
 
 def host_kernel(release=None):

@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """vmhost.virt.disk_image through Ansible against the real qemu-img."""
 import os
+import stat
 import sys
 
 import pytest
@@ -171,16 +172,18 @@ def test_finding2_config_file_not_converted_nor_removed(tmp_path):
 
 
 def test_finding2_device_nodes_never_replaced(tmp_path):
+    # A private character device (the null device's numbers) rather than the real
+    # /dev/null: a regression must not break the machine the tests run on.
+    dev = tmp_path / "dev-null"
+    os.mknod(str(dev), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     link = tmp_path / "null"
-    os.symlink("/dev/null", str(link))
-    for args in ({"path": "/dev/null", "size": "1M"}, {"path": "/dev/null", "state": "absent"},
-                 {"path": "/dev/null", "state": "absent", "force": True},
+    os.symlink(str(dev), str(link))
+    for args in ({"path": str(dev), "size": "1M"}, {"path": str(dev), "state": "absent"},
+                 {"path": str(dev), "state": "absent", "force": True},
                  {"path": str(link), "size": "1M", "force": True}):
         res = run_module("disk_image", args)
         assert res.get("failed") and ("device" in res["msg"] or "symbolic link" in res["msg"]), res
-    assert os.path.exists("/dev/null") and os.path.islink(str(link))
-    import stat
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert stat.S_ISCHR(os.lstat(str(dev)).st_mode) and os.path.islink(str(link))
 
 
 def test_finding10_private_by_default_mode_owner_and_stale_temps(tmp_path):

@@ -4,6 +4,7 @@ idempotence, force, bad inputs, SIGKILL mid-build."""
 import hashlib
 import json
 import os
+import stat
 import signal
 import subprocess
 import sys
@@ -382,8 +383,11 @@ def test_finding2_3_symlinks_and_devices_not_replaced(tmp_path):
     res = run_module("partition_table", args)
     assert res.get("failed") and "symbolic link" in res["msg"], res
     assert os.path.islink(str(link)) and victim.read_text() == "keep\n"
-    res = run_module("partition_table", dict(args, path="/dev/null"))
+    dev = tmp_path / "dev-null"       # a private device node, never the real /dev/null
+    os.mknod(str(dev), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    res = run_module("partition_table", dict(args, path=str(dev)))
     assert res.get("failed") and "character device" in res["msg"], res
+    assert stat.S_ISCHR(os.lstat(str(dev)).st_mode)
 
 
 def test_finding3_planted_temp_symlinks_are_not_followed(tmp_path):

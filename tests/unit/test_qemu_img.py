@@ -1,6 +1,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Unit tests for plugins/module_utils/qemu_img.py (fake runner, no qemu-img)."""
 import json
+import os
+import stat
 
 import pytest
 
@@ -194,5 +196,10 @@ def test_looks_like_disk(tmp_path):
 
 
 def test_atomic_create_refuses_device(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("creating a device node needs root")
+    dev = tmp_path / "dev-null"       # a private device node, never the real /dev/null
+    os.mknod(str(dev), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     with pytest.raises(Exception, match="character device"):
-        q.atomic_create("/dev/null", "raw", "1M")
+        q.atomic_create(str(dev), "raw", "1M")
+    assert stat.S_ISCHR(os.lstat(str(dev)).st_mode)
