@@ -112,7 +112,7 @@ class DiskImage(object):
                                  % (path, before["backing_file"], p["backing_file"]))
             self.do("recreate", self.create, path, size)
             return before, self.expected(before, size, created=True)
-        if not exists:
+        if not exists or (p["source"] and p["force"]):
             if p["source"]:
                 source_format = qemu_img.format_of(p["source"], p["source_format"],
                                                    "source", self.runner)

@@ -2,6 +2,7 @@
 """vmhost.virt.disk_image through Ansible against the real qemu-img."""
 import os
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -258,3 +259,19 @@ def test_sigkill_30_rounds_target_old_or_new_and_no_temp_left(tmp_path):
     stdout, _stderr = proc.communicate()
     assert json.loads(stdout)["changed"] is True
     assert sorted(os.listdir(str(out))) == ["disk.qcow2"]
+
+
+def test_force_converts_the_source_again(tmp_path):
+    """With source, an existing image is kept (not compared with its source) unless force
+    is set: then the source is converted again, as the documentation says."""
+    first, second = tmp_path / "first.raw", tmp_path / "second.raw"
+    first.write_bytes(b"A" * 1024 * 1024)
+    second.write_bytes(b"B" * 1024 * 1024)
+    path, out = tmp_path / "disk.qcow2", tmp_path / "out.raw"
+    base = {"path": str(path), "format": "qcow2", "source_format": "raw"}
+    assert run_module("disk_image", dict(base, source=str(first)))["changed"]
+    assert run_module("disk_image", dict(base, source=str(second)))["changed"] is False
+    assert run_module("disk_image", dict(base, source=str(second), force=True))["changed"]
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(path), str(out)],
+                   check=True)
+    assert out.read_bytes() == second.read_bytes()
