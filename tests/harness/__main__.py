@@ -67,8 +67,12 @@ def _parser():
     sh.add_argument("--print", action="store_true", help="print the ssh command line instead")
     sh.add_argument("command", nargs=argparse.REMAINDER, help="command (after --)")
 
-    demo = sub.add_parser("demo", help="the `make demo` VM")
+    demo = sub.add_parser("demo", help="the `make demo` VM host and build host")
     demo.add_argument("action", choices=["up", "destroy"])
+    demo.add_argument("--part", default="all", choices=("all", "vm-host", "build-host"),
+                      help="up: bring up only one of the two hosts (for development)")
+    demo.add_argument("--image", action="store_true",
+                      help="destroy: remove the cached build VM image too")
     return p
 
 
@@ -118,7 +122,7 @@ def main(argv=None):
             return subprocess.call(argv)
         elif args.cmd == "demo":
             from . import demo
-            return demo.up() if args.action == "up" else demo.destroy()
+            return demo.up(part=args.part) if args.action == "up" else demo.destroy(image=args.image)
     except HarnessError as exc:
         sys.stderr.write("harness: error: %s\n" % exc)
         return 2
