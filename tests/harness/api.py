@@ -86,6 +86,17 @@ def ssh(info, command, timeout=120, check=True):
     return result
 
 
+def _new_ssh_key(idir, name):
+    """A fresh ed25519 key pair for root of instance ``name``: ``(private key path, public line)``."""
+    key = os.path.join(idir, "id_ed25519")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                    "vmhost-harness-%s" % name, "-f", key], check=True,
+                   stdin=subprocess.DEVNULL)
+    os.chmod(key, 0o600)
+    with open(key + ".pub") as f:
+        return key, f.read()
+
+
 def console_tail(path, lines=40):
     try:
         with open(path, "rb") as f:
@@ -303,13 +314,7 @@ def up(name, recipe="default", kind="vm", memory=None, cpus=None, guest_agent=No
     os.mkdir(idir, 0o700)
     started = time.monotonic()
     try:
-        key = os.path.join(idir, "id_ed25519")
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                        "vmhost-harness-%s" % name, "-f", key], check=True,
-                       stdin=subprocess.DEVNULL)
-        os.chmod(key, 0o600)
-        with open(key + ".pub") as f:
-            pubkey = f.read()
+        key, pubkey = _new_ssh_key(idir, name)
         overlay = os.path.join(idir, "disk.qcow2")
         qemu_img.create(overlay, "qcow2", backing_file=image["image"], backing_format="qcow2")
         info = {
@@ -397,13 +402,7 @@ def _up_nspawn(name, recipe, binds, nspawn_args, timeout, reuse):
         ifname = nspawn.host_ifname(number)
         _write_json(os.path.join(idir, NSPAWN_NET), {"subnet": number, "ifname": ifname})
     try:
-        key = os.path.join(idir, "id_ed25519")
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                        "vmhost-harness-%s" % name, "-f", key], check=True,
-                       stdin=subprocess.DEVNULL)
-        os.chmod(key, 0o600)
-        with open(key + ".pub") as f:
-            pubkey = f.read()
+        key, pubkey = _new_ssh_key(idir, name)
         t0 = time.monotonic()
         root = nspawn.mount_overlay(tree_info["tree"], idir)
         nspawn.write_instance_files(root, nspawn.instance_files(name, pubkey, net))

@@ -169,6 +169,15 @@ def build_image(key, root, cache, size=None):
     return final
 
 
+def _resolve(recipe, cache):
+    """``(name, spec, digest, cache key, cache dir)`` of ``recipe``; creates the cache dir."""
+    name, spec = recipes.resolve(recipe)
+    digest = recipes.recipe_hash(spec, tree.POST_STEPS_VERSION)
+    cache = cache or paths.cache_dir()
+    paths.makedirs(cache)
+    return name, spec, digest, cache_key(name, digest), cache
+
+
 def build_tree_only(recipe="default", cache=None):
     """Build (or reuse) only the cached root tree of ``recipe`` (no image):
     what nspawn instances boot and what image playbooks start from.
@@ -177,11 +186,7 @@ def build_tree_only(recipe="default", cache=None):
     "seconds", "cached"}``.
     """
     start = time.monotonic()
-    name, spec = recipes.resolve(recipe)
-    digest = recipes.recipe_hash(spec, tree.POST_STEPS_VERSION)
-    key = cache_key(name, digest)
-    cache = cache or paths.cache_dir()
-    paths.makedirs(cache)
+    name, spec, digest, key, cache = _resolve(recipe, cache)
     cached = os.path.isdir(os.path.join(cache, "trees", key))
     with _Lock(os.path.join(cache, "locks", key + ".lock")):
         root = build_tree(name, spec, digest, cache)
@@ -198,11 +203,7 @@ def build(recipe="default", cache=None, size=None):
     "seconds", "cached"}``.
     """
     start = time.monotonic()
-    name, spec = recipes.resolve(recipe)
-    digest = recipes.recipe_hash(spec, tree.POST_STEPS_VERSION)
-    key = cache_key(name, digest)
-    cache = cache or paths.cache_dir()
-    paths.makedirs(cache)
+    name, spec, digest, key, cache = _resolve(recipe, cache)
     tree_path = os.path.join(cache, "trees", key)
     image_path = os.path.join(cache, "images", key + ".qcow2")
     cached = os.path.isdir(tree_path) and os.path.exists(image_path) and size is None
