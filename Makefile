@@ -83,7 +83,12 @@ compat: venv collection
 	$(PY) -m tests.harness build
 	bash scripts/compat.sh all
 
-test: venv collection unit integration sanity lint molecule compat
+# Two stages at a time on two cores: integration (Ansible runs and QEMU boots) beside
+# sanity (pure CPU), then the molecule scenarios beside the compatibility stacks (one QEMU
+# guest each, the useful limit measured here); -O keeps each stage's output together.
+test: venv collection fixtures unit lint
+	$(MAKE) --no-print-directory -j2 -O integration sanity
+	$(MAKE) --no-print-directory -j2 -O molecule compat
 	@echo "make test: all stages passed"
 
 # Fuzz the parsers of hostile input (not part of `make test`): FUZZ_SECONDS of CPU, corpus
