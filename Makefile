@@ -24,8 +24,8 @@ export PY_COLORS := 0
 
 help:
 	@echo "make test          everything CI runs: deps, venv, unit, integration, sanity, lint, molecule"
-	@echo "make demo          boot a throwaway Debian VM and apply playbooks/site.yml to it"
-	@echo "make demo-destroy  stop and remove the demo VM"
+	@echo "make demo          a throwaway VM host and build host (with a build VM), configured by playbooks/site.yml"
+	@echo "make demo-destroy  stop and remove the demo hosts"
 	@echo "make unit | integration | sanity | lint | molecule | compat | build | docs | bench"
 
 # System packages from bindep.txt ([platform:dpkg] entries); apt-get only runs when one is missing.
