@@ -7,16 +7,22 @@ that it either returns or raises its own error type, within a bounded CPU time,
 never RecursionError, OverflowError, MemoryError, IndexError...
 
 The corpus (hypothesis' example database: failing examples and the covering and
-targeted examples it keeps) lives in tests/fuzz/corpus and is committed, so each run
-starts from what earlier runs found.  `--report` prints the CPU time spent so far
+targeted examples it keeps) is committed as tests/fuzz/corpus.tar.gz (binary inputs do
+not belong in the tree as loose text files; the archive is left out of the collection
+tarball): each run unpacks it into a work directory, starts from what earlier runs
+found, and packs it again, reproducibly (sorted names, no owners, fixed times).  `--report` prints the CPU time spent so far
 (tests/fuzz/cpu_seconds.txt).
 """
 import argparse
+import gzip
 import io
 import os
+import shutil
 import signal
 import struct
 import sys
+import tarfile
+import tempfile
 import time
 import zlib
 
@@ -31,7 +37,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils import qemu_img as Q
 from ansible_collections.vmhost.virt.plugins.module_utils import qga
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CORPUS = os.path.join(HERE, "corpus")
+CORPUS_ARCHIVE = os.path.join(HERE, "corpus.tar.gz")
 LEDGER = os.path.join(HERE, "cpu_seconds.txt")
 PER_CALL_CPU = 2.0  # seconds one parser call may take at most
 MIB = 1 << 20
@@ -195,6 +201,41 @@ def _record(base, spent, rounds):
                      % (base + spent, spent, rounds, len(TARGETS)))
 
 
+def unpack_corpus(archive, dest):
+    """Unpack the committed corpus into ``dest`` (regular files only, no paths outside)."""
+    if not os.path.exists(archive):
+        return
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            name = os.path.normpath(member.name)
+            if not member.isfile() or name.startswith(("/", "..")):
+                continue
+            target = os.path.join(dest, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with tar.extractfile(member) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def pack_corpus(src, archive):
+    """Write ``src`` to ``archive`` reproducibly, through a temp file and a rename."""
+    tmp = archive + ".tmp"
+    with open(tmp, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+                for root, dirs, files in os.walk(src):
+                    dirs.sort()
+                    for name in sorted(files):
+                        path = os.path.join(root, name)
+                        info = tar.gettarinfo(path, os.path.relpath(path, src))
+                        info.uid = info.gid = 0
+                        info.uname = info.gname = ""
+                        info.mtime = 0
+                        info.mode = 0o644
+                        with open(path, "rb") as handle:
+                            tar.addfile(info, handle)
+    os.replace(tmp, archive)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="CPU seconds to spend in total")
@@ -204,7 +245,9 @@ def main(argv=None):
     if args.report:
         print("%.0f CPU seconds of fuzzing recorded in %s" % (_ledger(), LEDGER))
         return 0
-    db = DirectoryBasedExampleDatabase(CORPUS)
+    work = tempfile.mkdtemp(prefix="vmhost-fuzz-corpus.")
+    unpack_corpus(CORPUS_ARCHIVE, work)
+    db = DirectoryBasedExampleDatabase(work)
     configured = [settings(max_examples=args.examples, deadline=None, database=db,
                            suppress_health_check=list(HealthCheck))(t) for t in TARGETS]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -220,6 +263,8 @@ def main(argv=None):
     finally:
         spent = time.process_time() - started
         _record(base, spent, rounds)
+        pack_corpus(work, CORPUS_ARCHIVE)
+        shutil.rmtree(work, ignore_errors=True)
         print("fuzzed %.0f CPU seconds (%d rounds); %.0f in total" % (spent, rounds, base + spent))
     return 0
 
