@@ -71,6 +71,9 @@ def _parser():
     demo.add_argument("action", choices=["up", "destroy"])
     demo.add_argument("--part", default="all", choices=("all", "vm-host", "build-host"),
                       help="up: bring up only one of the two hosts (for development)")
+    demo.add_argument("--release", default=None, choices=("trixie", "bookworm"),
+                      help="up: Debian release of both hosts (default: $VMHOST_DEMO_RELEASE, "
+                           "else trixie, Debian 13)")
     demo.add_argument("--image", action="store_true",
                       help="destroy: remove the cached build VM image too")
     return p
@@ -122,7 +125,7 @@ def main(argv=None):
             return subprocess.call(argv)
         elif args.cmd == "demo":
             from . import demo
-            return demo.up(part=args.part) if args.action == "up" else demo.destroy(image=args.image)
+            return demo.up(part=args.part, release=args.release) if args.action == "up" else demo.destroy(image=args.image)
     except HarnessError as exc:
         sys.stderr.write("harness: error: %s\n" % exc)
         return 2

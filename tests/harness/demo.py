@@ -35,6 +35,12 @@ GROUPS = ("vm_hosts", "build_hosts", "guests")
 BUILD_GROUPS = ("build_hosts",)
 MEMORY = 2048
 PARTS = ("all", "vm-host", "build-host")
+# Debian release of both demo hosts -> (VM host recipe, build host recipe). Debian 13 by
+# default; `demo up --release bookworm` (or VMHOST_DEMO_RELEASE=bookworm make demo) keeps
+# Debian 12 selectable.
+RELEASES = {"trixie": ("trixie", "trixie"), "bookworm": ("default", "build-host")}
+DEFAULT_RELEASE = "trixie"
+RELEASE_ENV = "VMHOST_DEMO_RELEASE"
 
 # What the demo asks of site.yml beyond the roles' defaults: the roles register no
 # binfmt handler until told which platforms, so the demo names two.
@@ -46,7 +52,6 @@ IMAGE_NAME = "build-vm"
 IMAGE_TARGET = "/srv/build-vm-image"
 IMAGE_SIZE = "3G"
 IMAGE_RECIPE = "build-vm-guest"
-BUILD_RECIPE = "build-host"
 # What the image is built from: a change in any of these rebuilds it.
 IMAGE_INPUTS = ("playbooks/build_vm_image.yml", "roles/build_vm_guest",
                 "plugins/module_utils/secret_service.py", "tests/harness/recipes.py")
@@ -288,19 +293,31 @@ def _check(info, cmd):
     return out.splitlines()[0] if out else "-"
 
 
-def up(part="all"):
+def release_recipes(release=None):
+    """``(release, VM host recipe, build host recipe)``; ``release`` None: $VMHOST_DEMO_RELEASE
+    or Debian 13."""
+    release = release or os.environ.get(RELEASE_ENV) or DEFAULT_RELEASE
+    if release not in RELEASES:
+        raise HarnessError("unknown demo release %r; known: %s"
+                           % (release, ", ".join(sorted(RELEASES))))
+    return (release,) + RELEASES[release]
+
+
+def up(part="all", release=None):
     if part not in PARTS:
         raise HarnessError("part must be one of %s" % ", ".join(PARTS))
+    release, vm_recipe, build_recipe = release_recipes(release)
     started = time.monotonic()
     top = top_dir()
     env = _env(top)
     info = build_info = machine = None
     if part in ("all", "vm-host"):
-        info = api.up(name=NAME, memory=MEMORY, cpus=2, guest_agent=True, reuse=True)
+        info = api.up(name=NAME, recipe=vm_recipe, memory=MEMORY, cpus=2, guest_agent=True,
+                      reuse=True)
     if part in ("all", "build-host"):
         image = ensure_image(top, env)
         machine = build_machine(image)
-        build_info = api.up(name=BUILD_NAME, kind="nspawn", recipe=BUILD_RECIPE, reuse=True,
+        build_info = api.up(name=BUILD_NAME, kind="nspawn", recipe=build_recipe, reuse=True,
                             binds=[{"source": image_dir(), "target": IMAGE_TARGET,
                                     "readonly": True}])
         _prepare_build_host(build_info)
@@ -314,6 +331,7 @@ def up(part="all"):
     ready = _wait_pinned_ssh(build_info) if build_info is not None and rc == 0 else False
     if info is not None:
         print("\n== %s summary (VM host)" % NAME)
+        print("  %-16s: %s" % ("release", release))
         print("  %-16s: %s" % ("accelerator", info["accel"]))
         print("  %-16s: %s" % ("groups", ", ".join(GROUPS)))
         print("  %-16s: %s" % ("site.yml", "ok" if rc == 0 else "FAILED (exit %d)" % rc))
@@ -322,7 +340,7 @@ def up(part="all"):
         print("  %-16s: %s" % ("console log", info["console_log"]))
     if build_info is not None:
         print("\n== %s summary (build host, systemd-nspawn)" % BUILD_NAME)
-        print("  %-16s: %s" % ("groups", ", ".join(BUILD_GROUPS)))
+        print("  %-16s: %s (%s)" % ("groups", ", ".join(BUILD_GROUPS), release))
         print("  %-16s: %s" % ("site.yml", "ok" if rc == 0 else "FAILED (exit %d)" % rc))
         print("  %-16s: %s" % ("build VM", "build-vm-%s (%s, %d MiB, %d vCPUs)" % (
             BUILD_VM, machine["image"], machine["memory"], machine["cpu_count"])))

@@ -23,6 +23,22 @@ def test_default_recipe_resolves_with_required_packages():
     assert "cloud-init" not in spec["packages"]
 
 
+def test_each_release_has_its_own_cache_entry(tmp_path):
+    """Debian 12 (`default`) and Debian 13 (`trixie`): own tree, image and lock names,
+    the same post-steps and package set (plus trixie's split libvirt packages)."""
+    keys = {}
+    for recipe, suite in (("default", "bookworm"), ("trixie", "trixie")):
+        name, spec, digest, key, cache = build._resolve(recipe, str(tmp_path))
+        assert (name, spec["suite"]) == (recipe, suite)
+        assert all(" %s" % suite in m and m.startswith("deb ") for m in spec["mirrors"])
+        assert key.startswith(recipe + "-") and key == build.cache_key(name, digest)
+        keys[suite] = (key, set(spec["packages"]), spec.get("post", "harness"))
+    assert keys["bookworm"][0] != keys["trixie"][0]
+    assert keys["bookworm"][1] < keys["trixie"][1]
+    assert keys["bookworm"][2] == keys["trixie"][2] == "harness"
+    assert recipes.resolve("build-host")[0] == "default"
+
+
 def test_resolve_returns_a_copy():
     spec = recipes.resolve("default")[1]
     spec["packages"].append("xyz")

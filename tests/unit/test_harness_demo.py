@@ -159,3 +159,34 @@ def test_demo_cli_parts_and_image_flag():
         p.parse_args(["demo", "up", "--part", "nothing"])
     with pytest.raises(HarnessError, match="part"):
         demo.up(part="nothing")
+
+
+def test_demo_release_defaults_to_debian_13_and_keeps_debian_12(monkeypatch):
+    from tests.harness import recipes
+    monkeypatch.delenv(demo.RELEASE_ENV, raising=False)
+    release, vm_recipe, build_recipe = demo.release_recipes()
+    assert release == "trixie"
+    for recipe in (vm_recipe, build_recipe):
+        assert recipes.resolve(recipe)[1]["suite"] == "trixie"
+    release, vm_recipe, build_recipe = demo.release_recipes("bookworm")
+    assert (vm_recipe, build_recipe) == ("default", "build-host")
+    for recipe in (vm_recipe, build_recipe):
+        assert recipes.resolve(recipe)[1]["suite"] == "bookworm"
+    monkeypatch.setenv(demo.RELEASE_ENV, "bookworm")
+    assert demo.release_recipes()[0] == "bookworm"
+    assert demo.release_recipes("trixie")[0] == "trixie"
+    # the demo's build host boots a tree with what build_vm needs on both releases
+    for recipe in ("trixie", "build-host"):
+        pkgs = recipes.resolve(recipe)[1]["packages"]
+        assert {"nix-bin", "qemu-system-x86", "python3-cryptography"} <= set(pkgs)
+
+
+def test_demo_release_cli_and_refusal(monkeypatch):
+    p = cli._parser()
+    assert p.parse_args(["demo", "up"]).release is None
+    assert p.parse_args(["demo", "up", "--release", "bookworm"]).release == "bookworm"
+    with pytest.raises(SystemExit):
+        p.parse_args(["demo", "up", "--release", "sid"])
+    monkeypatch.setenv(demo.RELEASE_ENV, "sid")
+    with pytest.raises(HarnessError, match="unknown demo release 'sid'"):
+        demo.up(part="all")
