@@ -107,10 +107,9 @@ build: venv
 	@mkdir -p $(TMP)/dist
 	ansible-galaxy collection build --force --output-path $(TMP)/dist .
 
-# Markdown reference pages in docs/modules and docs/roles, the architecture picture, and
-# the HTML reference site (antsibull-docs + Sphinx) in .tmp/docs/html.
+# Reference pages in docs/modules and docs/roles (antsibull-docs), the architecture picture,
+# and the HTML reference site (antsibull-docs + Sphinx) in .tmp/docs/html.
 docs: deps venv collection
-	$(PY) scripts/gen_docs.py
 	bash scripts/build_docs.sh
 
 bench: venv collection fixtures
