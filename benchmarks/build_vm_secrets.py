@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Race keys.py's key generation against the tools the reference shells out to.
+"""Race the keys package's key generation against the tools the reference shells out to.
 
 - SSH host keys: ``generate_ssh_key`` for ed25519, ecdsa and rsa (3072) against
   ``ssh-keygen -A -f DIR`` (the reference's activation), one full set per round.
@@ -24,7 +24,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".tmp" / "collections"))
 
-from ansible_collections.vmhost.virt.plugins.module_utils import keys as K  # noqa: E402
+from ansible_collections.vmhost.virt.plugins.module_utils.keys import guix, nix, ssh  # noqa: E402
 
 
 def median_ms(func, rounds):
@@ -37,8 +37,8 @@ def median_ms(func, rounds):
 
 
 def ssh_ours():
-    for kind in K.SSH_KEY_TYPES:
-        K.generate_ssh_key(kind)
+    for kind in ssh.SSH_KEY_TYPES:
+        ssh.generate_ssh_key(kind)
 
 
 def ssh_reference():
@@ -81,14 +81,14 @@ def main():
         report("ssh host keys (3 types)", median_ms(ssh_ours, rounds), median_ms(ssh_reference, rounds),
                "ssh-keygen -A")
     if shutil.which("nix"):
-        report("nix signing key", median_ms(lambda: K.generate_nix_key("bench-1"), rounds),
+        report("nix signing key", median_ms(lambda: nix.generate_nix_key("bench-1"), rounds),
                median_ms(nix_reference, rounds), "nix key generate-secret")
     try:
         genkey = gcrypt_genkey()
     except OSError:
         genkey = None
     if genkey:
-        report("guix signing key", median_ms(K.generate_guix_key, rounds), median_ms(genkey, rounds),
+        report("guix signing key", median_ms(guix.generate_guix_key, rounds), median_ms(genkey, rounds),
                "libgcrypt gcry_pk_genkey")
 
 

@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from ansible_collections.vmhost.virt.plugins.module_utils import binfmt as B
-from ansible_collections.vmhost.virt.plugins.module_utils import keys as K
+from ansible_collections.vmhost.virt.plugins.module_utils.keys import nix, sexp, trust
+from ansible_collections.vmhost.virt.plugins.module_utils.keys.errors import KeysError
 from ansible_collections.vmhost.virt.plugins.module_utils import partitions as P
 from ansible_collections.vmhost.virt.plugins.module_utils import qemu_img as Q
 from ansible_collections.vmhost.virt.plugins.module_utils import qga
@@ -118,14 +119,14 @@ sexp_tokens = st.sampled_from([b"(", b")", b"acl", b"entry", b"public-key", b"ec
 def fuzz_sexp(data):
     target(float(data.count(b"(")), label="open parens")
     try:
-        tree = bounded(K.sexp_parse, data)
-    except K.KeysError:
+        tree = bounded(sexp.sexp_parse, data)
+    except KeysError:
         return
-    bounded(K.sexp_dump, tree)
-    bounded(K.sexp_dump_canonical, tree)
+    bounded(sexp.sexp_dump, tree)
+    bounded(sexp.sexp_dump_canonical, tree)
     try:
-        bounded(K.parse_acl, data)
-    except K.KeysError:
+        bounded(trust.parse_acl, data)
+    except KeysError:
         pass
 
 
@@ -168,10 +169,10 @@ def fuzz_binfmt(text, name):
 
 @given(st.one_of(st.text(max_size=300), st.binary(max_size=300)))
 def fuzz_nix_keys(data):
-    for func in (K.parse_nix_secret, K.parse_nix_public):
+    for func in (nix.parse_nix_secret, nix.parse_nix_public):
         try:
             bounded(func, data)
-        except K.KeysError:
+        except KeysError:
             pass
 
 

@@ -5,7 +5,7 @@
 - ``Gcrypt`` is a ctypes binding to the libgcrypt that Guix itself signs and
   verifies with (through guile-gcrypt), used as the reference implementation.
 - ``CanonicalSexp`` is a small s-expression reader written independently of
-  plugins/module_utils/keys.py, so the tests do not grade the module with its
+  plugins/module_utils/keys/, so the tests do not grade the module with its
   own code.
 """
 import base64

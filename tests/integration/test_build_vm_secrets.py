@@ -16,7 +16,7 @@ import pytest
 
 from build_vm_secrets_common import base_args, b64_body, play, remove_task, run, write_task
 
-from ansible_collections.vmhost.virt.plugins.module_utils import keys as K
+from ansible_collections.vmhost.virt.plugins.module_utils.keys import guix, sexp, ssh, trust
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs openssh-client (bindep)")]
@@ -163,9 +163,9 @@ def test_sshd_with_generated_host_keys_accepts_offloading_key_pinned_by_known_ho
                 capture_output=True, text=True, timeout=60, check=False)
             assert proc.returncode == 0 and proc.stdout.strip() == "pinned-%s-ok" % kind, proc.stderr
         # The pin is real: another host key for the same name is refused.
-        other = K.generate_ssh_key("ed25519")[1]
+        other = ssh.generate_ssh_key("ed25519")[1]
         wrong = tmp_path / "known_hosts_wrong"
-        wrong.write_text(K.known_hosts_line("localhost", port, other) + "\n")
+        wrong.write_text(ssh.known_hosts_line("localhost", port, other) + "\n")
         proc = subprocess.run(
             ["ssh", "-4", "-p", str(port), "-i", args["offloading_key"], "-o", "IdentitiesOnly=yes",
              "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=%s" % wrong,
@@ -220,26 +220,26 @@ def test_corrupt_private_key_fails_naming_the_file_unless_always(args, rel):
 def test_host_acl_entries_kept_guest_key_added_once_and_guest_acl(tmp_path, args):
     host = tmp_path / "host-guix"
     host.mkdir()
-    other_secret, other_public = K.generate_guix_key()
-    host_secret, host_public = K.generate_guix_key()
+    other_secret, other_public = guix.generate_guix_key()
+    host_secret, host_public = guix.generate_guix_key()
     (host / "signing-key.pub").write_bytes(host_public)
-    existing = K.acl_dump([K.sexp_parse(other_public)])
+    existing = trust.acl_dump([sexp.sexp_parse(other_public)])
     (host / "acl").write_bytes(existing)
     done = run(args)
     assert not done.get("failed"), done
-    guest_pub = K.sexp_parse(done["guix_public_key"].encode())
-    host_keys = K.parse_acl((host / "acl").read_bytes())
-    assert host_keys == [guest_pub, K.sexp_parse(other_public)]
-    guest_acl = K.parse_acl(open(os.path.join(args["secret_root"], "etc/guix/acl"), "rb").read())
-    assert guest_acl == [K.sexp_parse(host_public), K.sexp_parse(other_public)]
+    guest_pub = sexp.sexp_parse(done["guix_public_key"].encode())
+    host_keys = trust.parse_acl((host / "acl").read_bytes())
+    assert host_keys == [guest_pub, sexp.sexp_parse(other_public)]
+    guest_acl = trust.parse_acl(open(os.path.join(args["secret_root"], "etc/guix/acl"), "rb").read())
+    assert guest_acl == [sexp.sexp_parse(host_public), sexp.sexp_parse(other_public)]
     acl_bytes = (host / "acl").read_bytes()
     # Second run: nothing added twice, nothing rewritten.
     assert run(args)["changed"] is False
     assert (host / "acl").read_bytes() == acl_bytes
     # Replacing the guest key swaps it in the host ACL, still once.
     again = run(dict(args, regenerate="always"))
-    new_pub = K.sexp_parse(again["guix_public_key"].encode())
-    assert K.parse_acl((host / "acl").read_bytes()) == [new_pub, K.sexp_parse(other_public)]
+    new_pub = sexp.sexp_parse(again["guix_public_key"].encode())
+    assert trust.parse_acl((host / "acl").read_bytes()) == [new_pub, sexp.sexp_parse(other_public)]
     nix_conf = open(args["host_nix_conf"]).read()
     assert again["nix_public_key"] in nix_conf and done["nix_public_key"] not in nix_conf
 
@@ -271,7 +271,7 @@ def test_private_material_never_in_verbose_output(args):
             # The OpenSSH private key file embeds its public key: skip lines that are plain public data.
             public = open(path + ".pub").read().split()[1]
             needles = [line for line in b64_body(body) if len(line) >= 16 and line not in public]
-            key = K.load_ssh_private(body)
+            key = ssh.load_ssh_private(body)
             numbers = [getattr(key.private_numbers(), n) for n in ("private_value", "d", "p", "q")
                        if hasattr(key, "private_numbers") and hasattr(key.private_numbers(), n)]
             if not numbers:  # ed25519: the seed
@@ -282,7 +282,7 @@ def test_private_material_never_in_verbose_output(args):
                 raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
                 needles += ["%x" % value, "%X" % value, base64.b64encode(raw).decode()[:24]]
         elif body.startswith(b"(private-key"):
-            d = K.sexp_find(K.sexp_find(K.sexp_parse(body), b"ecc"), b"d")[1]
+            d = sexp.sexp_find(sexp.sexp_find(sexp.sexp_parse(body), b"ecc"), b"d")[1]
             needles = [d.hex().upper(), d.hex()]
         else:
             needles = [body.decode().split(":", 1)[1]]

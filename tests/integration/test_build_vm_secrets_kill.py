@@ -22,7 +22,9 @@ import pytest
 
 from build_vm_secrets_common import base_args
 
-from ansible_collections.vmhost.virt.plugins.module_utils import keys as K
+from ansible_collections.vmhost.virt.plugins.module_utils.keys import guix, install, nix, sexp, ssh, trust
+from ansible_collections.vmhost.virt.plugins.module_utils.keys.errors import KeysError
+from ansible_collections.vmhost.virt.plugins.module_utils.keys.layout import secret_layout
 
 pytestmark = pytest.mark.root
 
@@ -31,7 +33,7 @@ MODULE = "ansible_collections.vmhost.virt.plugins.modules.build_vm_secrets"
 
 def _env():
     env = dict(os.environ)
-    coll_root = os.path.abspath(os.path.join(os.path.dirname(K.__file__), *[".."] * 5))
+    coll_root = os.path.abspath(os.path.join(os.path.dirname(install.__file__), *[".."] * 6))
     env["PYTHONPATH"] = os.pathsep.join([coll_root] + [p for p in [env.get("PYTHONPATH")] if p])
     return env
 
@@ -59,7 +61,7 @@ def _read(path):
 
 def check_invariants(args, when):
     root = args["secret_root"]
-    layout = K.secret_layout(root, args["ssh_host_key_types"])
+    layout = secret_layout(root, args["ssh_host_key_types"])
     pairs = [(priv, [pub], "ssh") for priv, pub in layout["host_keys"].values()]
     pairs.append((args["offloading_key"], [args["offloading_key"] + ".pub", layout["authorized"]], "ssh"))
     pairs.append((layout["guix_sec"], [layout["guix_pub"]], "guix"))
@@ -69,28 +71,28 @@ def check_invariants(args, when):
         publics = [_read(p) for p in pubs]
         # Whatever exists parses in full (no partly written file).
         if kind == "ssh":
-            expected = K.ssh_public_line(K.load_ssh_private(secret, what=priv)) if secret is not None else None
+            expected = ssh.ssh_public_line(ssh.load_ssh_private(secret, what=priv)) if secret is not None else None
             for p, data in zip(pubs, publics):
                 if data is not None:
-                    K.ssh_public_blob(data.decode())
+                    ssh.ssh_public_blob(data.decode())
         elif kind == "guix":
-            expected = K.parse_guix_secret(secret, what=priv)[1] if secret is not None else None
+            expected = guix.parse_guix_secret(secret, what=priv)[1] if secret is not None else None
             for p, data in zip(pubs, publics):
                 if data is not None:
-                    K.parse_guix_public(data, what=p)
+                    guix.parse_guix_public(data, what=p)
         else:
-            expected = K.parse_nix_secret(secret, what=priv)[2] if secret is not None else None
+            expected = nix.parse_nix_secret(secret, what=priv)[2] if secret is not None else None
             for p, data in zip(pubs, publics):
                 if data is not None:
-                    K.parse_nix_public(data, what=p)
+                    nix.parse_nix_public(data, what=p)
         if secret is None:
             continue
         for p, data in zip(pubs, publics):
             assert data is not None, "%s: private key %s without its public half %s" % (when, priv, p)
             if kind == "ssh":
-                assert K.same_ssh_public(data.decode(), expected), "%s: %s does not match %s" % (when, p, priv)
+                assert ssh.same_ssh_public(data.decode(), expected), "%s: %s does not match %s" % (when, p, priv)
             elif kind == "guix":
-                assert K.parse_guix_public(data) == expected, "%s: %s does not match %s" % (when, p, priv)
+                assert guix.parse_guix_public(data) == expected, "%s: %s does not match %s" % (when, p, priv)
             else:
                 assert data.decode().strip() == expected, "%s: %s does not match %s" % (when, p, priv)
         assert os.stat(priv).st_mode & 0o077 == 0, "%s: %s readable by others" % (when, priv)
@@ -99,22 +101,22 @@ def check_invariants(args, when):
 def check_old_keys_not_trusted(args, seen, when):
     """Finding 4: a guest signing key that was replaced is never left trusted by the host,
     whatever step the run was killed at."""
-    layout = K.secret_layout(args["secret_root"], args["ssh_host_key_types"])
+    layout = secret_layout(args["secret_root"], args["ssh_host_key_types"])
     secret = _read(layout["guix_sec"])
-    current = K.parse_guix_secret(secret)[1] if secret is not None else None
+    current = guix.parse_guix_secret(secret)[1] if secret is not None else None
     if current is not None:
         seen["guix"].add(current)
     acl = _read(os.path.join(args["host_guix_dir"], "acl"))
     trusted = set()
-    for tree in (K.parse_acl(acl) if acl else []):
+    for tree in (trust.parse_acl(acl) if acl else []):
         try:
-            trusted.add(K.parse_guix_public(K.sexp_dump(tree)))
-        except K.KeysError:
+            trusted.add(guix.parse_guix_public(sexp.sexp_dump(tree)))
+        except KeysError:
             pass
     stale = (trusted & seen["guix"]) - set([current])
     assert not stale, "%s: the host ACL still trusts %d replaced guest key(s)" % (when, len(stale))
     secret = _read(layout["nix_sec"])
-    current = K.parse_nix_secret(secret)[2] if secret is not None else None
+    current = nix.parse_nix_secret(secret)[2] if secret is not None else None
     if current is not None:
         seen["nix"].add(current)
     conf = (_read(args["host_nix_conf"]) or b"").decode()
@@ -156,7 +158,7 @@ def test_sigkill_at_random_points_never_leaves_a_half_written_pair(tmp_path):
         else:
             # In the write phase: once the first temporary file shows up, a little later.
             deadline = time.monotonic() + 2 * full + 5
-            while proc.poll() is None and time.monotonic() < deadline and not K.temp_files(
+            while proc.poll() is None and time.monotonic() < deadline and not install.temp_files(
                     args["secret_root"] + "/etc/ssh"):
                 time.sleep(0.001)
             time.sleep(rng.uniform(0, 0.2))
@@ -166,7 +168,7 @@ def test_sigkill_at_random_points_never_leaves_a_half_written_pair(tmp_path):
         proc.communicate()
         check_invariants(args, "round %d (%s, rc %s)" % (round_, regenerate, proc.returncode))
         check_old_keys_not_trusted(args, seen, "round %d (%s, rc %s)" % (round_, regenerate, proc.returncode))
-        if any(K.stale_temp_files(d) for d in _dirs(args, tmp_path)):
+        if any(install.stale_temp_files(d) for d in _dirs(args, tmp_path)):
             mid_write += 1
     assert kills >= 10, "too few runs were killed mid-way (%d); the machine is too fast for this test" % kills
     print("killed %d runs, %d of them between writing a temporary file and renaming it" % (kills, mid_write))
@@ -174,7 +176,7 @@ def test_sigkill_at_random_points_never_leaves_a_half_written_pair(tmp_path):
     repaired = _finish(_start(tmp_path, args))
     check_invariants(args, "after repair")
     for directory in _dirs(args, tmp_path):
-        assert K.stale_temp_files(directory) == [], directory
+        assert install.stale_temp_files(directory) == [], directory
     assert not repaired.get("failed")
     again = _finish(_start(tmp_path, args))
     assert again["changed"] is False, again["actions"]
@@ -182,14 +184,14 @@ def test_sigkill_at_random_points_never_leaves_a_half_written_pair(tmp_path):
 
 _KILL_AFTER = r"""
 import os, runpy, signal, sys
-from ansible_collections.vmhost.virt.plugins.module_utils import keys as K
-original = K.write_group
+from ansible_collections.vmhost.virt.plugins.module_utils.keys import install
+original = install.write_group
 suffix = sys.argv[2]
 def write_group(files, *args, **kwargs):
     original(files, *args, **kwargs)
     if any(path.endswith(suffix) for path, _content, _mode in files):
         os.kill(os.getpid(), signal.SIGKILL)
-K.write_group = write_group
+install.write_group = write_group
 sys.argv = [sys.argv[0], sys.argv[1]]
 runpy.run_module("%s", run_name="__main__")
 """ % MODULE

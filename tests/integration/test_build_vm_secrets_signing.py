@@ -25,7 +25,7 @@ import pytest
 
 from build_vm_secrets_common import CanonicalSexp, Gcrypt, base_args, ed25519_point, find, run
 
-from ansible_collections.vmhost.virt.plugins.module_utils import keys as K
+from ansible_collections.vmhost.virt.plugins.module_utils.keys import guix, nix, sexp
 
 pytestmark = pytest.mark.root
 
@@ -44,7 +44,7 @@ def generated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("signing")
     host = tmp / "host-guix"
     host.mkdir()
-    host_secret, host_public = K.generate_guix_key()
+    host_secret, host_public = guix.generate_guix_key()
     (host / "signing-key.pub").write_bytes(host_public)
     args = base_args(tmp, name="sig", ssh_host_key_types=["ed25519"])
     done = run(args)
@@ -90,7 +90,7 @@ def test_nix_signs_and_verifies_with_the_generated_keys(generated, tmp_path):
 
     good = verify(public)
     assert good.returncode == 0, good.stderr
-    other = K.generate_nix_key("sig-1")[1]
+    other = nix.generate_nix_key("sig-1")[1]
     bad = verify(other)
     assert bad.returncode != 0 and "untrusted" in bad.stderr, bad.stderr
 
@@ -143,8 +143,8 @@ def test_libgcrypt_printer_agrees_with_ours_on_awkward_atoms():
     trees = [[b"a", b"tok.en-1", b"12", b"sp ace", b"\x00\x01", b"\xff\xfe", b"quo\"te", b"new\nline"],
              [b"acl"], [b"x", [b"y", [b"z"]], b"w", [b"v"]], [b"n", b"\xa1\xa2ok", b"\x7fbad", b"ok\xc3\xa9"]]
     for tree in trees:
-        ours = K.sexp_dump(tree)
-        assert gcry.sprint(gcry.sexp(K.sexp_dump_canonical(tree))) == ours, tree
-        assert K.sexp_parse(ours) == tree
+        ours = sexp.sexp_dump(tree)
+        assert gcry.sprint(gcry.sexp(sexp.sexp_dump_canonical(tree))) == ours, tree
+        assert sexp.sexp_parse(ours) == tree
     # libgcrypt refuses a zero-length verbatim atom ("0:"); the empty string reads as "".
-    assert gcry.sprint(gcry.sexp(b'(e "")')) == K.sexp_dump([b"e", b""])
+    assert gcry.sprint(gcry.sexp(b'(e "")')) == sexp.sexp_dump([b"e", b""])
