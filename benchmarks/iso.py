@@ -6,7 +6,7 @@ small files (1 byte to 16 KiB, spread over 1 000 directories) for half of its si
 four large files for the other half. Timed, best of --rounds:
 
   reference    xorriso -as mkisofs -R -J -o OUT TREE
-  library      module_utils.iso: plan (walk + validate) and build (reproducible)
+  library      module_utils.iso (plan, writer): plan (walk + validate) and build (reproducible)
   module       `ansible localhost -m vmhost.virt.iso9660` writing a new image
   module-again the same task once more: the stream equals the image, nothing written, changed=false
   ping         `ansible localhost -m ansible.builtin.ping`: Ansible's own fixed cost in "module"
@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLL = os.path.join(ROOT, ".tmp", "collections")
 sys.path.insert(0, COLL)
 
-from ansible_collections.vmhost.virt.plugins.module_utils import iso  # noqa: E402
+from ansible_collections.vmhost.virt.plugins.module_utils.iso import plan as isoplan, writer  # noqa: E402
 
 
 def make_tree(root, total, seed=42):
@@ -104,8 +104,8 @@ def main():
                            check=True, stderr=subprocess.DEVNULL)
 
         def library():
-            plan = iso.make_plan(files=[{"src": tree, "dest": "/"}], volume_id="bench")
-            iso.build_file(plan, ours_out)
+            plan = isoplan.make_plan(files=[{"src": tree, "dest": "/"}], volume_id="bench")
+            writer.build_file(plan, ours_out)
 
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLL, PYTHONPATH=COLL, ANSIBLE_NOCOLOR="1")
         task = json.dumps({"path": mod_out, "files": [{"src": tree, "dest": "/"}], "volume_id": "bench"})
@@ -137,7 +137,7 @@ def main():
             contenders.append(("pycdlib", lambda: pycdlib_build(tree, pyc_out), rm(pyc_out)))
         best = race(contenders, args.rounds)
         assert '"changed": false' in module(), "second run reported a change"
-        same = iso.sha256_file(ours_out) == iso.sha256_file(mod_out)
+        same = writer.sha256_file(ours_out) == writer.sha256_file(mod_out)
 
         size = os.path.getsize(mod_out)
         print("image: %.0f MiB; library and module images identical: %s" % (size / 2 ** 20, same))

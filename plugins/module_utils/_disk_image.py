@@ -28,6 +28,7 @@ import os
 
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils import qemu_img
+from ansible_collections.vmhost.virt.plugins.module_utils._module import ModuleFailure
 from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import ImageError
 
 
@@ -46,23 +47,49 @@ def existing_format(path, declared):
     return "raw"
 
 
-class DiskImage(object):
-    """Plan, compare and apply; every mutating step is skipped in check mode.
+class DiskImage(_io.FileBackend):
+    """Plan, compare and apply (a :class:`_io.FileBackend`: check mode, the ``actions`` list
+    and the diff are the shared base's).
 
-    ``attributes(tmp_or_path)`` applies mode/owner/group (the module's file
-    common arguments) and is called on a temporary file before its rename."""
+    ``tools`` (:class:`_io.FileTools`) applies mode/owner/group; a new image gets them on
+    its temporary file, before the rename."""
 
-    def __init__(self, params, check_mode=False, runner=None, attributes=None):
+    errors = (ImageError, _io.IoError)
+    report_actions = True
+
+    def __init__(self, params, check_mode=False, tools=None, runner=None):
+        _io.FileBackend.__init__(self, params, check_mode, tools)
         self.p = params
-        self.check_mode = check_mode
         self.runner = runner
-        self.attributes = attributes
-        self.actions = []
+        self.attributes = tools.set_attributes if tools is not None else None
+        self.before = self.after = None
 
-    def do(self, action, func, *args):
-        self.actions.append(action)
-        if not self.check_mode:
-            func(*args)
+    def steps(self):
+        if self.tools is not None and self.tools.get_bin_path("qemu-img") is None:
+            raise ImageError("qemu-img was not found; install qemu-utils (Debian) or qemu-img")
+        for change in self.image_steps():
+            yield change
+        if self.after is not None:
+            change = self.attributes_step(self.p["path"])
+            if change is not None:
+                yield change
+
+    def finish(self):
+        if self.after is None:
+            return
+        if self.check_mode:
+            self.result.update(self.after)
+            self.result["backing_format"] = self.p["backing_format"]
+            return
+        try:
+            info = after_info(self.p)
+        except ImageError as exc:
+            raise ModuleFailure(str(exc))
+        for key in ("format", "virtual_size", "actual_size", "backing_file", "backing_format"):
+            self.result[key] = info.get(key)
+
+    def diff(self):
+        return {"before": self.before, "after": self.after}
 
     def _refuse_unless_image(self, path, doing):
         reason = qemu_img.looks_like_disk(path)
@@ -70,13 +97,14 @@ class DiskImage(object):
             raise ImageError("%s does not look like a disk image (%s); refusing to %s it: set "
                              "force: true if it is one" % (path, reason, doing))
 
-    def run(self):
+    def image_steps(self):
+        """The qemu-img steps; sets ``self.before`` and ``self.after`` (the summaries)."""
         p = self.p
         path = p["path"]
         what = _io.describe(path)
         if p["state"] == "absent":
             if what is None:
-                return None, None
+                return
             if what not in ("a regular file", "a symbolic link"):
                 raise ImageError("%s is %s, not an image file; disk_image never removes it"
                                  % (path, what))
@@ -88,8 +116,9 @@ class DiskImage(object):
                 self._refuse_unless_image(path, "remove")
                 before = state_of(qemu_img.info(path, self.runner,
                                                 existing_format(path, p["format"])))
-            self.do("remove", os.unlink, path)
-            return before, None
+            yield self.step("remove", os.unlink, path)
+            self.before, self.after = before, None
+            return
         if what not in (None, "a regular file"):
             raise ImageError("%s is %s, not an image file; disk_image only manages image "
                              "files and never replaces anything else" % (path, what))
@@ -110,8 +139,9 @@ class DiskImage(object):
                 raise ImageError("%s has backing file %s, not %s; set force: true to recreate "
                                  "it (its data will be lost)"
                                  % (path, before["backing_file"], p["backing_file"]))
-            self.do("recreate", self.create, path, size)
-            return before, self.expected(before, size, created=True)
+            yield self.step("recreate", self.create, path, size)
+            self.before, self.after = before, self.expected(before, size, created=True)
+            return
         if not exists or (p["source"] and p["force"]):
             if p["source"]:
                 source_format = qemu_img.format_of(p["source"], p["source_format"],
@@ -120,19 +150,20 @@ class DiskImage(object):
                 if size is not None and size < src_size:
                     raise ImageError("size %d is smaller than the source's %d bytes"
                                      % (size, src_size))
-                self.do("create", self.convert, p["source"], path, source_format)
+                yield self.step("create", self.convert, p["source"], path, source_format)
                 if size is not None and size > src_size:
-                    self.do("grow", self.resize, path, size, False)
+                    yield self.step("grow", self.resize, path, size, False)
             else:
                 if size is None and not p["backing_file"]:
                     raise ImageError("%s does not exist: give size, source or backing_file "
                                      "to create it" % path)
-                self.do("create", self.create, path, size)
-            return before, self.expected(before, size, created=True)
+                yield self.step("create", self.create, path, size)
+            self.before, self.after = before, self.expected(before, size, created=True)
+            return
         # existing image
         if before["format"] != p["format"]:
             self._refuse_unless_image(path, "convert")
-            self.do("convert", self.convert, path, path, before["format"])
+            yield self.step("convert", self.convert, path, path, before["format"])
         if size is not None and size != before["virtual_size"]:
             self._refuse_unless_image(path, "resize")
             if not p["resize"]:
@@ -143,10 +174,10 @@ class DiskImage(object):
                     raise ImageError("%s is %d bytes; shrinking it to %d loses data: set "
                                      "shrink: true to allow it"
                                      % (path, before["virtual_size"], size))
-                self.do("shrink", self.resize, path, size, True)
+                yield self.step("shrink", self.resize, path, size, True)
             else:
-                self.do("grow", self.resize, path, size, False)
-        return before, self.expected(before, size)
+                yield self.step("grow", self.resize, path, size, False)
+        self.before, self.after = before, self.expected(before, size)
 
     def expected(self, before, size, created=False):
         p = self.p

@@ -30,6 +30,10 @@ import shutil
 import stat
 import tempfile
 
+from ansible_collections.vmhost.virt.plugins.module_utils._module import (
+    Backend, Change, ModuleFailure, ModuleTools,
+)
+
 DEFAULT_MODE = 0o600
 
 
@@ -274,3 +278,75 @@ def first_data(handle, chunk=1 << 20):
             return position + len(data) - len(stripped)
         position += len(data)
     return None
+
+
+class FileTools(ModuleTools):
+    """:class:`ModuleTools` plus the file common arguments (``mode``/``owner``/``group`` of
+    ``add_file_common_args``) of the running module."""
+
+    def attributes_differ(self, path):
+        """Whether ``path`` lacks the requested mode/owner/group (asks, changes nothing)."""
+        saved = self.module.check_mode
+        self.module.check_mode = True
+        try:
+            return file_attributes(self.module, path)
+        finally:
+            self.module.check_mode = saved
+
+    def set_attributes(self, path):
+        """Give ``path`` the requested mode/owner/group; True when something changed."""
+        return file_attributes(self.module, path)
+
+
+class FileBackend(Backend):
+    """A :class:`Backend` whose module writes one file (an image).
+
+    Subclasses implement :meth:`steps` (a generator of :class:`Change`) instead of ``plan``;
+    the errors listed in ``errors`` that a step or the planning raises become
+    :class:`ModuleFailure` with that message (plus :meth:`failure_result`).  ``tools`` is a
+    :class:`FileTools` (or, in unit tests, any object with ``attributes_differ`` and
+    ``set_attributes``)."""
+
+    errors = (IoError,)
+    report_actions = False
+
+    def steps(self):
+        raise NotImplementedError
+
+    def cleanup(self):
+        """Called once the run is over, whatever its outcome (remove private temp dirs)."""
+
+    want_diff = False
+
+    def execute(self, diff=False):
+        self.want_diff = diff     # a plan may need to know (iso9660 keeps the new image to list it)
+        try:
+            return Backend.execute(self, diff)
+        finally:
+            self.cleanup()
+
+    def failure_result(self):
+        """Return values a refusal carries besides ``msg`` and ``changed``."""
+        return {}
+
+    def plan(self):
+        try:
+            for change in self.steps() or ():
+                yield change
+        except self.errors as exc:
+            raise ModuleFailure(str(exc), **self.failure_result())
+
+    def step(self, description, func, *args):
+        """A :class:`Change` that calls ``func(*args)``, its errors turned into ModuleFailure."""
+        def apply():
+            try:
+                func(*args)
+            except self.errors as exc:
+                raise ModuleFailure(str(exc), **self.failure_result())
+        return Change(description, apply=apply)
+
+    def attributes_step(self, path, description="attributes"):
+        """The change of mode/owner/group of the existing regular file ``path``, or None."""
+        if self.tools is None or not os.path.isfile(path) or not self.tools.attributes_differ(path):
+            return None
+        return self.step(description, self.tools.set_attributes, path)

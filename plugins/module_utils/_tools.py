@@ -20,6 +20,36 @@ GRUB_EFI_DIR = "/usr/lib/grub/x86_64-efi"
 FAT_EPOCH = 315532800
 # A tool that runs longer than this is stuck (mkfs of a big tree on a slow disk takes minutes).
 DEFAULT_TIMEOUT = 3600
+# 9999-12-31T23:59:59Z: the last second ISO 9660 and ext4 dates can hold.
+MAX_EPOCH = 253402300799
+
+
+class InputError(ValueError):
+    """An option or environment value that cannot be used; the message says which and why."""
+
+
+def resolve_epoch(option, environ=None, default=None):
+    """The ``source_date_epoch`` a build uses: the option, else a non-empty
+    ``SOURCE_DATE_EPOCH`` in ``environ`` (default :data:`os.environ`), else ``default``
+    (iso9660: 1, the reference's; partition_table: None, not reproducible).
+
+    Raises :class:`InputError` naming where a bad value came from."""
+    environ = os.environ if environ is None else environ
+    if option is not None:
+        value, origin = option, "source_date_epoch"
+    elif environ.get("SOURCE_DATE_EPOCH", "") != "":
+        value, origin = environ["SOURCE_DATE_EPOCH"], "SOURCE_DATE_EPOCH"
+    else:
+        return default
+    try:
+        epoch = int(str(value).strip())
+    except ValueError:
+        raise InputError("%s must be a whole number of seconds since 1970-01-01 UTC, got %r"
+                         % (origin, value))
+    if epoch < 0 or epoch > MAX_EPOCH:
+        raise InputError("%s must lie between 0 and %d (year 9999), got %d"
+                         % (origin, MAX_EPOCH, epoch))
+    return epoch
 
 
 # These functions are the only place vmhost.virt starts processes. They are plain

@@ -333,7 +333,9 @@ def fat_argv(image_path, size, label=None, uuid=None, fs="vfat", source_date_epo
         raise ImageError("a FAT file system needs at least 64 KiB, not %d bytes" % size)
     bits = fat_bits(fs, size)
     argv = ["mkfs.fat", "-F", str(bits), "-S", "512"]
-    if bits == 32 and size < 36 * 1024 * 1024:
+    if (bits == 32 and size < 36 * 1024 * 1024) or (bits == 16 and size < 12 * 1024 * 1024):
+        # mkfs.fat's default clusters leave too few of them (FAT16 needs 4085, so an 8 MiB
+        # FAT16 with 2 KiB clusters is refused): one sector a cluster
         argv += ["-s", "1"]
     argv += ["-n", label if label is not None else "NO NAME"]
     if source_date_epoch is not None:
@@ -409,12 +411,14 @@ def copy_into(src, dst, offset, chunk=4 * 1024 * 1024):
 
 
 def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epoch=None,
-             fs="vfat", runner=None, offset=0):
+             fs="vfat", runner=None, offset=0, workdir=None):
     """Build a FAT file system of ``size`` bytes in ``image_path`` with
     ``mkfs.fat`` and copy ``tree`` into it with mtools (no mount).
 
     ``uuid`` gives the volume serial (``XXXX-XXXX`` or a UUID, whose first 32
-    bits are used).  With ``source_date_epoch`` every timestamp is that epoch
+    bits are used).  With ``offset`` the FAT is built in a scratch file (in ``workdir``, a
+    private directory the caller removes, when given) and copied in.
+    With ``source_date_epoch`` every timestamp is that epoch
     (clamped to 1980, the FAT epoch) and the files go in in sorted order.
     Returns a dict: ``fs``, ``size``, ``label``, ``uuid`` (``XXXX-XXXX``).
     """
@@ -425,7 +429,10 @@ def make_fat(image_path, size, tree=None, label=None, uuid=None, source_date_epo
         # mkfs.fat picks its geometry from the whole file when given --offset,
         # which mtools then misreads; build the small FAT alone and copy it in.
         _prepare_file(image_path, size, offset)
-        if os.path.isfile(image_path):
+        if workdir is not None:
+            handle, scratch = tempfile.mkstemp(suffix=".fat", dir=workdir)
+            os.close(handle)
+        elif os.path.isfile(image_path):
             scratch = _io.temp_path(image_path, "fat")
         else:
             handle, scratch = tempfile.mkstemp(suffix=".fat")
@@ -493,14 +500,14 @@ def make_swap(image_path, size, label=None, uuid=None, runner=None, offset=0):
 
 
 def make_filesystem(fs, image_path, size, tree=None, label=None, uuid=None,
-                    source_date_epoch=None, runner=None, offset=0):
+                    source_date_epoch=None, runner=None, offset=0, workdir=None):
     """Dispatch to :func:`make_ext4`, :func:`make_fat` or :func:`make_swap`."""
     if fs in EXT_TYPES:
         return make_ext4(image_path, size, tree, label, uuid, source_date_epoch, fs=fs,
                          runner=runner, offset=offset)
     if fs in FAT_TYPES:
         return make_fat(image_path, size, tree, label, uuid, source_date_epoch, fs=fs,
-                        runner=runner, offset=offset)
+                        runner=runner, offset=offset, workdir=workdir)
     if fs == "swap":
         if tree is not None:
             raise ImageError("a swap partition cannot have contents")

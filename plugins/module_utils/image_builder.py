@@ -30,6 +30,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     run,
 )
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
+from ansible_collections.vmhost.virt.plugins.module_utils import _tools
 from ansible_collections.vmhost.virt.plugins.module_utils._tools import GRUB_EFI_DIR
 from ansible_collections.vmhost.virt.plugins.module_utils import filesystems as fsmod
 from ansible_collections.vmhost.virt.plugins.module_utils import partitions as ptmod
@@ -114,33 +115,66 @@ def _device_size(path):
         return handle.tell()
 
 
-class PartitionTable(object):
-    """Plan, compare and build one image.  ``params`` are the module's."""
+class PartitionTable(_io.FileBackend):
+    """Plan, compare and build one image.  ``params`` are the module's.
 
-    def __init__(self, params, environ=None, runner=None):
-        self.params = params
+    As a :class:`_io.FileBackend`: :meth:`steps` validates everything and reads the
+    existing image (writing nothing), then yields the one build step when the image
+    differs (or a mode/owner/group change when only those differ)."""
+
+    errors = (ImageError, _io.IoError)
+
+    def __init__(self, params, check_mode=False, tools=None, environ=None, runner=None):
+        _io.FileBackend.__init__(self, params, check_mode, tools)
         self.environ = os.environ if environ is None else environ
         self.runner = runner
         self.path = params["path"]
         self.layout = None
         self.existing = None
+        self.after = None
         self.diffs = []
         self.estimates = {}
 
+    # -- the module's plan ------------------------------------------------
+    def steps(self):
+        self.prepare()
+        self.result.update(differences=self.diffs, source_date_epoch=self.epoch,
+                           estimated_sizes=dict((str(k), v) for k, v in self.estimates.items()))
+        if not self.diffs:
+            self.result["table"] = self.table(self.existing)
+            if not self.is_block:
+                change = self.attributes_step(self.path)
+                if change is not None:
+                    yield change
+            return
+        if self.needs_force and not self.params["force"]:
+            raise ImageError("%s differs from the requested layout (%s); set force: true to "
+                             "replace it (its data will be lost)"
+                             % (self.path, "; ".join(self.diffs)))
+        yield self.step("writing %s" % self.path, self._build_and_read)
+
+    def _build_and_read(self):
+        self.build(attributes=self.tools.set_attributes if self.tools is not None else None)
+        self.after = self.read_existing()
+
+    def failure_result(self):
+        return dict(self.result)
+
+    def finish(self):
+        if "table" not in self.result:
+            self.result["table"] = self.table(self.after)
+
+    def diff(self):
+        before = ptmod.summary(self.existing) if self.existing else None
+        return {"before": before, "after": ptmod.summary(self.layout)}
+
     # -- planning ---------------------------------------------------------
     def source_date_epoch(self):
-        value = self.params.get("source_date_epoch")
-        if value is None and self.environ.get("SOURCE_DATE_EPOCH"):
-            value = self.environ["SOURCE_DATE_EPOCH"]
-        if value is None:
-            return None
+        """The option, else a non-empty SOURCE_DATE_EPOCH, else None (not reproducible)."""
         try:
-            value = int(value)
-        except (TypeError, ValueError):
-            raise ImageError("source_date_epoch %r is not an integer" % (value,))
-        if value < 0:
-            raise ImageError("source_date_epoch must not be negative")
-        return value
+            return _tools.resolve_epoch(self.params.get("source_date_epoch"), self.environ)
+        except _tools.InputError as exc:
+            raise ImageError(str(exc))
 
     def prepare(self):
         """Validate everything, plan the layout and read the existing image.
@@ -277,18 +311,10 @@ class PartitionTable(object):
         return table
 
     @property
-    def changed(self):
-        return bool(self.diffs)
-
-    @property
     def needs_force(self):
         """True when building would replace an existing table or data."""
         return bool(self.diffs) and os.path.exists(self.path) and (
             self.existing is not None or self._has_data())
-
-    def diff(self):
-        before = ptmod.summary(self.existing) if self.existing else None
-        return {"before": before, "after": ptmod.summary(self.layout)}
 
     # -- building ---------------------------------------------------------
     def build(self, attributes=None):
@@ -327,15 +353,12 @@ class PartitionTable(object):
                     tree = self._stage_esp(scratch, tree)
                 fsmod.make_filesystem(part["fs"], target, part["size"], tree=tree,
                                       label=part["label"], uuid=part["uuid"],
-                                      source_date_epoch=self._fs_epoch(part), runner=self.runner,
-                                      offset=part["start"])
+                                      source_date_epoch=self.epoch, runner=self.runner,
+                                      offset=part["start"], workdir=scratch)
                 if self.boot and part["number"] == self.boot["root"]:
                     self._install_root_cfg(scratch, target, part)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-
-    def _fs_epoch(self, part):
-        return self.epoch
 
     def _stage_esp(self, scratch, tree):
         stage = os.path.join(scratch, "esp")
@@ -373,13 +396,14 @@ class PartitionTable(object):
             raise ImageError("could not install /boot/grub/grub.cfg: %s" % out.strip()[-300:])
 
     # -- results ----------------------------------------------------------
-    def result(self, after=None):
+    def table(self, after=None):
+        """The ``table`` return value: ``after`` (what was read back) or the planned layout."""
         layout = after or self.layout
         parts = []
         for part in layout["partitions"]:
             item = {"number": part["number"], "start": part["start"], "size": part["size"],
-                    "type": ptmod._type_text(layout["label"], part["type"]),
-                    "flags": ptmod._flags_for_compare(layout["label"], part),
+                    "type": ptmod.type_text(layout["label"], part["type"]),
+                    "flags": ptmod.flags_for_compare(layout["label"], part),
                     "fs": part.get("fs"), "label": part.get("label"), "uuid": part.get("uuid"),
                     "part_uuid": part.get("part_uuid"), "name": part.get("name")}
             if part["number"] in self.estimates:

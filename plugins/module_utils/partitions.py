@@ -624,13 +624,13 @@ def probe_filesystem(handle, offset):
 
 # ---------------------------------------------------------------------------
 # comparing and presenting
-def _type_text(label, value):
+def type_text(label, value):
     if label == "gpt":
         return gpt_type_name(value)
     return "0x%02x" % value
 
 
-def _flags_for_compare(label, part):
+def flags_for_compare(label, part):
     flags = set(part["flags"])
     if label == "gpt" and "boot" in flags:
         flags.discard("boot")
@@ -643,8 +643,8 @@ def summary(layout):
     parts = []
     for p in layout["partitions"]:
         item = {"number": p["number"], "start": p["start"], "size": p["size"],
-                "type": _type_text(layout["label"], p["type"]),
-                "flags": _flags_for_compare(layout["label"], p)}
+                "type": type_text(layout["label"], p["type"]),
+                "flags": flags_for_compare(layout["label"], p)}
         for key in ("name", "part_uuid", "fs", "label", "uuid"):
             if p.get(key) is not None:
                 item[key] = p[key]
@@ -682,9 +682,9 @@ def differences(wanted, existing):
         for key in ("start", "size", "type", "name"):
             if w.get(key) != e.get(key):
                 diffs.append("partition %d %s is %r, wanted %r" % (n, key, e.get(key), w.get(key)))
-        if _flags_for_compare(wanted["label"], w) != _flags_for_compare(wanted["label"], e):
+        if flags_for_compare(wanted["label"], w) != flags_for_compare(wanted["label"], e):
             diffs.append("partition %d flags are %s, wanted %s"
-                         % (n, e["flags"], _flags_for_compare(wanted["label"], w)))
+                         % (n, e["flags"], flags_for_compare(wanted["label"], w)))
         if w.get("part_uuid_given") and w["part_uuid"] != e.get("part_uuid"):
             diffs.append("partition %d part_uuid is %s, wanted %s" % (n, e.get("part_uuid"),
                                                                       w["part_uuid"]))

@@ -204,13 +204,11 @@ backing_format:
   sample: qcow2
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
-from ansible_collections.vmhost.virt.plugins.module_utils._disk_image import DiskImage, after_info
-from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import ImageError
+from ansible_collections.vmhost.virt.plugins.module_utils._disk_image import DiskImage
+from ansible_collections.vmhost.virt.plugins.module_utils._module import run
 
 
 def main():
@@ -234,36 +232,7 @@ def main():
         supports_check_mode=True,
         add_file_common_args=True,
     )
-    if module.get_bin_path("qemu-img") is None:
-        module.fail_json(msg="qemu-img was not found; install qemu-utils (Debian) or qemu-img")
-    job = DiskImage(module.params, module.check_mode,
-                    attributes=lambda tmp: _io.file_attributes(module, tmp))
-    try:
-        before, after = job.run()
-    except (ImageError, _io.IoError) as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except (IOError, OSError) as exc:
-        module.fail_json(msg="disk_image on %s failed: %s" % (module.params["path"], exc),
-                         changed=bool(job.actions) and not module.check_mode)
-    changed = bool(job.actions)
-    if after is not None and os.path.isfile(module.params["path"]):
-        changed = _io.file_attributes(module, module.params["path"]) or changed
-    result = dict(changed=changed, actions=job.actions)
-    if module._diff:
-        result["diff"] = {"before": before, "after": after}
-    if after is not None:
-        if module.check_mode:
-            result.update(after)
-            result["backing_format"] = module.params["backing_format"]
-        else:
-            try:
-                info = after_info(module.params)
-            except ImageError as exc:
-                module.fail_json(msg=str(exc), changed=bool(job.actions))
-            for key in ("format", "virtual_size", "actual_size", "backing_file",
-                        "backing_format"):
-                result[key] = info.get(key)
-    module.exit_json(**result)
+    run(module, DiskImage(module.params, module.check_mode, tools=_io.FileTools(module)))
 
 
 if __name__ == "__main__":

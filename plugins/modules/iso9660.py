@@ -282,89 +282,12 @@ changes:
   sample: {"added": ["/etc/motd"], "removed": [], "changed": ["/boot/grub/grub.cfg"]}
 """
 
-import os
-import shutil
-import traceback
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.vmhost.virt.plugins.module_utils.iso import (
-    IsoError, ImageSink, build, diff_images, format_listing, make_plan, parse_mode,
-    HAS_YAML, YAML_IMPORT_ERROR,
-)
-from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
-
-TEMP_TAG = "iso9660"
-
-
-def run_module(module):
-    p = module.params
-    path = p["path"]
-    parent = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(parent):
-        module.fail_json(msg="the directory %s of path does not exist; create it first" % parent, path=path)
-    if os.path.isdir(path):
-        module.fail_json(msg="path %s is a directory; give the file name of the image" % path, path=path)
-    if p["cidata"] is not None and not HAS_YAML:
-        module.fail_json(msg=missing_required_lib("PyYAML"), exception=str(YAML_IMPORT_ERROR))
-    try:
-        if p["mode"] is not None:
-            parse_mode(p["mode"], "mode")
-        plan = make_plan(
-            files=p["files"], content=p["content"], volume_id=p["volume_id"],
-            volume_uuid=p["volume_uuid"], source_date_epoch=p["source_date_epoch"], rock_ridge=p["rock_ridge"],
-            joliet=p["joliet"], interchange_level=p["interchange_level"], boot=p["boot"], cidata=p["cidata"])
-    except IsoError as exc:
-        module.fail_json(msg=str(exc), path=path)
-
-    exists = os.path.lexists(path)
-    if exists and (os.path.islink(path) or not os.path.isfile(path)):
-        module.fail_json(msg="path %s exists and is %s, not a regular file; this module writes image files only"
-                         % (path, _io.describe(path)), path=path)
-    # The stream from xorriso is compared with the existing image as it arrives; a new file is only
-    # written (next to path, then renamed) from the first differing byte on. Check mode writes nothing,
-    # unless a diff needs the new image to list it (then into the module's temporary directory).
-    keep = not module.check_mode or module._diff
-    if not module.check_mode:
-        _io.clean_stale(path, TEMP_TAG)
-    workdir = _io.make_temp_dir(path, TEMP_TAG, parent=module.tmpdir if module.check_mode else None)
-    candidate = os.path.join(workdir, os.path.basename(path))
-    sink = ImageSink(path if exists else None, candidate if keep else None)
-    try:
-        try:
-            build(plan, sink, tmpdir=module.tmpdir)
-        except IsoError as exc:
-            sink.discard()
-            module.fail_json(msg=str(exc), path=path)
-        content_same = sink.close()
-        result = dict(changed=not content_same, path=path, sha256=sink.sha256, size=sink.size,
-                      volume_id=plan.volume_id, volume_uuid=plan.volume_uuid, source_date_epoch=plan.epoch,
-                      entries=len(plan.entries))
-        for warning in dict.fromkeys(plan.warnings):
-            module.warn(warning)
-        if not content_same and module._diff:
-            try:
-                result["changes"] = diff_images(path if exists else None, candidate)
-                result["diff"] = {
-                    "before_header": path if exists else "(absent)",
-                    "after_header": path,
-                    "before": format_listing(path if exists else None),
-                    "after": format_listing(candidate),
-                }
-            except IsoError as exc:
-                module.warn("cannot list the images for the diff: %s" % exc)
-        if content_same:
-            # mode/owner/group of the unchanged image (check mode only predicts)
-            result["changed"] = _io.file_attributes(module, path)
-        elif not module.check_mode:
-            # a new image is private (0600) unless mode says otherwise; a replaced one keeps its mode
-            os.chmod(candidate, os.stat(path).st_mode & 0o7777 if exists else _io.DEFAULT_MODE)
-            _io.file_attributes(module, candidate)
-            _io.commit(candidate, path)
-        module.exit_json(**result)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+from ansible_collections.vmhost.virt.plugins.module_utils._module import run
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.backend import Iso9660
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.cidata import HAS_YAML, YAML_IMPORT_ERROR
 
 
 def main():
@@ -402,10 +325,9 @@ def main():
         supports_check_mode=True,
         add_file_common_args=True,
     )
-    try:
-        run_module(module)
-    except Exception as exc:  # pragma: no cover - last resort, keeps a readable message
-        module.fail_json(msg="iso9660 failed unexpectedly: %s" % exc, exception=traceback.format_exc())
+    if module.params["cidata"] is not None and not HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"), exception=str(YAML_IMPORT_ERROR))
+    run(module, Iso9660(module.params, module.check_mode, tools=_io.FileTools(module), tmpdir=module.tmpdir))
 
 
 if __name__ == "__main__":

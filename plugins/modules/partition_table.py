@@ -266,14 +266,11 @@ source_date_epoch:
   sample: 1700000000
 """
 
-import os
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
+from ansible_collections.vmhost.virt.plugins.module_utils._module import run
 from ansible_collections.vmhost.virt.plugins.module_utils.image_builder import PartitionTable
-from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import ImageError
 
 PARTITION_SPEC = dict(
     size=dict(type="str"),
@@ -308,43 +305,7 @@ def main():
         supports_check_mode=True,
         add_file_common_args=True,
     )
-    params = dict(module.params)
-    params["partitions"] = [dict((k, v) for k, v in p.items()) for p in params["partitions"]]
-    try:
-        job = PartitionTable(params).prepare()
-    except (ImageError, _io.IoError) as exc:
-        module.fail_json(msg=str(exc), changed=False)
-
-    result = dict(changed=job.changed, differences=job.diffs,
-                  estimated_sizes=dict((str(k), v) for k, v in job.estimates.items()),
-                  source_date_epoch=job.epoch)
-    if module._diff:
-        result["diff"] = job.diff()
-    if not job.changed:
-        if os.path.isfile(params["path"]) and not job.is_block:
-            result["changed"] = _io.file_attributes(module, params["path"])
-        result["table"] = job.result(job.existing)
-        module.exit_json(**result)
-    if job.needs_force and not params["force"]:
-        result["changed"] = False
-        module.fail_json(msg="%s differs from the requested layout (%s); set force: true to "
-                             "replace it (its data will be lost)"
-                             % (params["path"], "; ".join(job.diffs)), **result)
-    if not module.check_mode:
-        try:
-            job.build(attributes=lambda tmp: _io.file_attributes(module, tmp))
-            after = job.read_existing()
-        except ImageError as exc:
-            module.fail_json(msg=str(exc), changed=False)
-        except _io.IoError as exc:
-            module.fail_json(msg=str(exc), changed=False)
-        except (IOError, OSError) as exc:
-            module.fail_json(msg="writing %s failed: %s" % (params["path"], exc),
-                             exception=traceback.format_exc(), changed=False)
-        result["table"] = job.result(after)
-    else:
-        result["table"] = job.result()
-    module.exit_json(**result)
+    run(module, PartitionTable(module.params, module.check_mode, tools=_io.FileTools(module)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from images_common import run_module  # noqa: E402
+from images_common import forged_raw, module_result, run_module, sigkill_rounds, start_module  # noqa: E402
 
 from ansible_collections.vmhost.virt.plugins.module_utils import qemu_img  # noqa: E402
 
@@ -109,20 +109,6 @@ def test_bad_inputs_fail_and_write_nothing(tmp_path, args, match):
 
 
 # -- security findings 1, 2, 10 (docs/security.md) ---------------------------
-def _forged_raw(tmp_path):
-    """A raw guest image whose first bytes a guest wrote as a qcow2 header with a host backing file."""
-    secret = tmp_path / "shadow"
-    secret.write_bytes(b"root:HOSTSECRET-1:19000:0:99999:7:::\n" * 50)
-    evil = tmp_path / "evil.qcow2"
-    qemu_img.create(str(evil), "qcow2", "1M", str(secret), "raw")
-    raw = tmp_path / "guest.img"
-    with open(str(raw), "wb") as handle:
-        handle.write(evil.read_bytes())
-        handle.truncate(4 << 20)
-    evil.unlink()
-    return raw, secret
-
-
 def _read_as_raw(tmp_path, image):
     out = str(tmp_path / "readback.raw")
     qemu_img.convert(str(image), out, "raw", qemu_img.sniff(str(image)))
@@ -133,7 +119,7 @@ def _read_as_raw(tmp_path, image):
 
 
 def test_finding1_guest_written_qcow2_header_reads_no_host_file(tmp_path):
-    raw, _secret = _forged_raw(tmp_path)
+    raw, _secret = forged_raw(tmp_path)
     # the image is declared raw: it stays raw, nothing is converted
     res = run_module("disk_image", {"path": str(raw), "format": "raw"})
     assert not res.get("failed"), res
@@ -152,7 +138,7 @@ def test_finding1_guest_written_qcow2_header_reads_no_host_file(tmp_path):
 
 
 def test_finding1_forged_source_not_followed(tmp_path):
-    raw, _secret = _forged_raw(tmp_path)
+    raw, _secret = forged_raw(tmp_path)
     dst = tmp_path / "new.qcow2"
     res = run_module("disk_image", {"path": str(dst), "source": str(raw)})
     assert res.get("failed") and "backing file" in res["msg"] and not dst.exists()
@@ -206,11 +192,6 @@ def test_finding10_private_by_default_mode_owner_and_stale_temps(tmp_path):
 def test_sigkill_30_rounds_target_old_or_new_and_no_temp_left(tmp_path):
     """SIGKILL the module at random points of a conversion, 30 times: the target is the old
     image or a complete new one, never partial; the next run removes every temp file."""
-    import json
-    import random
-    import signal
-    import subprocess
-    import sys
     import time
     src = tmp_path / "src.raw"
     with open(str(src), "wb") as handle:
@@ -219,45 +200,29 @@ def test_sigkill_30_rounds_target_old_or_new_and_no_temp_left(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     dst = out / "disk.qcow2"
-    args_file = tmp_path / "args.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.abspath(os.path.join(os.path.dirname(qemu_img.__file__), *[".."] * 5))
-    module = "ansible_collections.vmhost.virt.plugins.modules.disk_image"
-    rng = random.Random(int(os.environ.get("VMHOST_TEST_SEED", "0")) or None)
-
-    def start(args):
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-        return subprocess.Popen([sys.executable, "-m", module, str(args_file)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-
     args = {"path": str(dst), "source": str(src), "source_format": "raw", "format": "qcow2"}
     begin = time.monotonic()
-    proc = start(dict(args, path=str(out / "timing.qcow2")))
-    proc.communicate()
+    module_result(start_module("disk_image", dict(args, path=str(out / "timing.qcow2")), tmp_path))
     full = time.monotonic() - begin
     os.unlink(str(out / "timing.qcow2"))
-    kills = 0
-    for round_ in range(30):
+
+    def start(round_):
         if round_ % 3 == 0 and dst.exists():
             os.unlink(str(dst))            # a first creation is killed too
-        proc = start(args)
-        time.sleep(rng.uniform(0.05, 1.0) * full)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.communicate()
+        return start_module("disk_image", args, tmp_path)
+
+    def check(round_):
         if dst.exists():
             info = qemu_img.info(str(dst), fmt="qcow2")
             assert info["virtual_size"] == 48 << 20, round_
             assert subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", str(src),
                                    str(dst)], capture_output=True, check=False).returncode == 0, round_
+
+    kills = sigkill_rounds(start, check, full)
     assert kills >= 10, "only %d of 30 runs were killed mid-way" % kills
     if dst.exists():
         os.unlink(str(dst))
-    proc = start(args)
-    stdout, _stderr = proc.communicate()
-    assert json.loads(stdout)["changed"] is True
+    assert module_result(start_module("disk_image", args, tmp_path))["changed"] is True
     assert sorted(os.listdir(str(out))) == ["disk.qcow2"]
 
 

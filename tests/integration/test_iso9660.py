@@ -1,6 +1,5 @@
 """vmhost.virt.iso9660 through Ansible against the real xorriso: tree, dates, reproducibility,
 idempotence, check mode, diff, cidata and bad inputs."""
-import hashlib
 import os
 import shutil
 import subprocess
@@ -9,6 +8,7 @@ import pytest
 import yaml
 
 from iso9660_helpers import extract, lsdl, pvd, run_module, run_ok
+from images_common import module_result, sha256_of, sigkill_rounds, start_module
 
 pytestmark = pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorriso is not installed")
 
@@ -69,10 +69,6 @@ def args_for(tree, path, **extra):
     return args
 
 
-def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
 def test_tree_modes_names_links_dates(tree, tmp_path):
     image = tmp_path / "out.iso"
     args = args_for(tree, image, volume_uuid="2023-02-03-04-05-06-07")
@@ -84,7 +80,7 @@ def test_tree_modes_names_links_dates(tree, tmp_path):
 
     result, failed = run_module(args)
     assert not failed and result["changed"], result
-    assert result["sha256"] == predicted == sha(image)
+    assert result["sha256"] == predicted == sha256_of(image)
     assert result["volume_id"] == "TEST_VOLUME" and result["volume_uuid"] == "2023-02-03-04-05-06-07"
 
     result, failed = run_module(args, check=True)
@@ -126,7 +122,7 @@ def test_same_sha256_under_other_time_zones_and_clocks(tree, tmp_path):
     for p in tree.rglob("*"):
         os.utime(p, None, follow_symlinks=False)   # the source tree's own dates must not matter either
     rc = run_ok(args_for(tree, c), env={"TZ": "America/Los_Angeles"}, prefix=["faketime", "2001-09-09 01:46:40"])
-    assert sha(a) == sha(b) == sha(c) == ra["sha256"] == rb["sha256"] == rc["sha256"]
+    assert sha256_of(a) == sha256_of(b) == sha256_of(c) == ra["sha256"] == rb["sha256"] == rc["sha256"]
 
 
 def test_environment_epoch_and_default(tree, tmp_path):
@@ -149,10 +145,10 @@ def test_diff_reports_added_removed_changed(tree, tmp_path):
     assert not failed and result["changed"]
     assert result["changes"] == {"added": ["/data/new.txt"], "removed": ["/data/bin/tool"],
                                  "changed": ["/data/etc/secret"]}
-    before = sha(image)
+    before = sha256_of(image)
     assert before != result["sha256"]
     result2 = run_ok(args_for(tree, image), diff=True)
-    assert result2["changes"] == result["changes"] and sha(image) == result["sha256"]
+    assert result2["changes"] == result["changes"] and sha256_of(image) == result["sha256"]
 
 
 def test_mode_change_only(tree, tmp_path):
@@ -226,9 +222,9 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tree, tmp_path, extra, messag
     assert sorted(os.listdir(tmp_path)) == ["tree"]
     # an existing image is left alone too
     good = run_ok(args_for(tree, image))
-    before = sha(image)
+    before = sha256_of(image)
     result, failed = run_module(args)
-    assert failed and sha(image) == before == good["sha256"]
+    assert failed and sha256_of(image) == before == good["sha256"]
     assert sorted(os.listdir(tmp_path)) == ["bad.iso", "tree"]
 
 
@@ -278,13 +274,7 @@ def test_finding2_symlink_path_refused(tmp_path):
 def test_sigkill_30_rounds_image_old_or_new_and_no_leftovers(tmp_path):
     """SIGKILL the module at random points 30 times: the image is the old or the new one, never
     partial; the next run leaves no temporary directory behind."""
-    import hashlib as _hashlib
-    import json
-    import random
-    import signal
-    import sys
     import time
-    from ansible_collections.vmhost.virt.plugins.module_utils import iso as _iso
     data = tmp_path / "data"
     data.mkdir()
     for index in range(12):
@@ -292,44 +282,32 @@ def test_sigkill_30_rounds_image_old_or_new_and_no_leftovers(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     image = out / "big.iso"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.abspath(os.path.join(os.path.dirname(_iso.__file__), *[".."] * 5))
-    module = "ansible_collections.vmhost.virt.plugins.modules.iso9660"
-    args_file = tmp_path / "args.json"
-    rng = random.Random(int(os.environ.get("VMHOST_TEST_SEED", "0")) or None)
-
-    def start(args):
-        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-        return subprocess.Popen([sys.executable, "-m", module, str(args_file)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
     def args_for_version(version, path=image):
         return {"path": str(path), "source_date_epoch": EPOCH,
                 "files": [{"src": str(data), "dest": "/data"}],
                 "content": [{"dest": "/version", "content": version}]}
 
-    def digest(path=image):
-        with open(str(path), "rb") as handle:
-            return _hashlib.sha256(handle.read()).hexdigest()
+    def run(version, path=image):
+        return module_result(start_module("iso9660", args_for_version(version, path), tmp_path))
 
     # the complete images each version gives (the image bytes do not depend on its path)
     known = {}
     for version in ("v0", "v1", "v2"):
         ref = tmp_path / ("ref-%s.iso" % version)
-        assert json.loads(start(args_for_version(version, ref)).communicate()[0])["changed"]
-        known[digest(ref)] = version
+        assert run(version, ref)["changed"]
+        known[sha256_of(ref)] = version
     begin = time.monotonic()
-    assert json.loads(start(args_for_version("v0")).communicate()[0])["changed"]
+    assert run("v0")["changed"]
     full = time.monotonic() - begin
-    kills = 0
-    for round_ in range(30):
-        proc = start(args_for_version("v%d" % (round_ % 2 + 1)))
-        time.sleep(rng.uniform(0.05, 1.0) * full)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.communicate()
-        assert digest() in known, "round %d left an image that no complete run writes" % round_
+
+    def check(round_):
+        assert sha256_of(image) in known, "round %d left an image that no complete run writes" % round_
+
+    def start(round_):
+        return start_module("iso9660", args_for_version("v%d" % (round_ % 2 + 1)), tmp_path)
+
+    kills = sigkill_rounds(start, check, full)
     assert kills >= 10, "only %d of 30 runs were killed mid-way" % kills
-    assert not json.loads(start(args_for_version("v1")).communicate()[0]).get("failed")
-    assert sorted(os.listdir(str(out))) == ["big.iso"] and known[digest()] == "v1"
+    assert not run("v1").get("failed")
+    assert sorted(os.listdir(str(out))) == ["big.iso"] and known[sha256_of(image)] == "v1"

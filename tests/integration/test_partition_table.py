@@ -1,7 +1,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """vmhost.virt.partition_table through Ansible: small trees, msdos and GPT,
 idempotence, force, bad inputs, SIGKILL mid-build."""
-import hashlib
 import json
 import os
 import stat
@@ -13,21 +12,12 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ansible_local import COLL  # noqa: E402
-from images_common import run_module  # noqa: E402
+from images_common import module_result, run_module, sha256_of, sigkill_rounds, start_module  # noqa: E402
 
 from ansible_collections.vmhost.virt.plugins.module_utils import partitions  # noqa: E402
 
 EPOCH = 1700000000
 ROOT_UUID = "3d1c8a36-4b0e-4f7b-9d3a-2a6a8d9b1c01"
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sfdisk_json(path):
@@ -131,18 +121,18 @@ def test_gpt_efi_image_check_run_check_run(tmp_path, small_trees):
     assert "search --no-floppy --fs-uuid --set=root %s" % ROOT_UUID in cfg
     assert "linux /boot/vmlinuz-6.1.0-9-amd64 root=UUID=%s" % ROOT_UUID in cfg
     assert "initrd /boot/initrd.img-6.1.0-9-amd64" in cfg
-    first = sha256(disk)
+    first = sha256_of(disk)
     res = run_module("partition_table", args, check=True)
     assert res["changed"] is False
     res = run_module("partition_table", args)
     assert res["changed"] is False and res["differences"] == []
-    assert sha256(disk) == first
+    assert sha256_of(disk) == first
     # a second build from scratch with the same inputs is byte-identical
     again = tmp_path / "again" / "disk.raw"
     again.parent.mkdir()
     time.sleep(1.1)
     assert run_module("partition_table", gpt_args(again, root, esp))["changed"]
-    assert sha256(again) == first
+    assert sha256_of(again) == first
     assert sorted(os.listdir(str(tmp_path))) == ["again", "disk.raw", "esp", "root"]
 
 
@@ -157,7 +147,7 @@ def test_derived_guids_and_environment_epoch(tmp_path, small_trees):
     args["path"] = str(tmp_path / "b.raw")
     res_b = run_module("partition_table", args, env={"SOURCE_DATE_EPOCH": str(EPOCH)})
     assert res_a["table"]["disk_id"] == res_b["table"]["disk_id"]
-    assert sha256(tmp_path / "a.raw") == sha256(tmp_path / "b.raw")
+    assert sha256_of(tmp_path / "a.raw") == sha256_of(tmp_path / "b.raw")
     # without an epoch GUIDs are random, and a re-run still reports no change
     args["path"] = str(tmp_path / "c.raw")
     res_c = run_module("partition_table", args)
@@ -205,16 +195,16 @@ def test_different_layout_refused_unless_force(tmp_path, small_trees):
     disk = tmp_path / "disk.raw"
     args = gpt_args(disk, root, esp)
     run_module("partition_table", args)
-    before = sha256(disk)
+    before = sha256_of(disk)
     changed = gpt_args(disk, root, esp)
     changed["partitions"][0]["size"] = "40MiB"
     res = run_module("partition_table", changed, check=True, diff=True)
     assert res.get("failed") and "force: true" in res["msg"]
     assert "partition 1 size" in res["msg"]
     res = run_module("partition_table", changed)
-    assert res.get("failed") and sha256(disk) == before
+    assert res.get("failed") and sha256_of(disk) == before
     res = run_module("partition_table", dict(changed, force=True), check=True, diff=True)
-    assert res["changed"] and sha256(disk) == before
+    assert res["changed"] and sha256_of(disk) == before
     assert res["diff"]["before"]["partitions"][0]["size"] == 34 << 20
     assert res["diff"]["after"]["partitions"][0]["size"] == 40 << 20
     res = run_module("partition_table", dict(changed, force=True))
@@ -271,7 +261,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, args, match, existi
     if existing:
         run_module("partition_table", {"path": str(disk), "size": "64MiB",
                                        "partitions": [{"size": "rest", "fs": "ext4"}]})
-        before = sha256(disk)
+        before = sha256_of(disk)
     args = json.loads(json.dumps(args).replace('"BIG"', json.dumps(str(big))))
     args = dict({"path": str(disk), "size": "64MiB"}, **args)
     res = run_module("partition_table", args)
@@ -279,21 +269,10 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, args, match, existi
     assert match in res["msg"], res["msg"]
     assert "Traceback" not in res["msg"]
     if existing:
-        assert sha256(disk) == before
+        assert sha256_of(disk) == before
     else:
         assert not disk.exists()
     assert sorted(os.listdir(str(tmp_path))) == sorted(["big"] + (["disk.raw"] if existing else []))
-
-
-def _module_process(args, tmp_path):
-    """Start the module directly (as Ansible would) in its own process group."""
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=COLL)
-    return subprocess.Popen(
-        [sys.executable, "-m", "ansible_collections.vmhost.virt.plugins.modules.partition_table",
-         str(args_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        start_new_session=True)
 
 
 def _kill_mid_build(proc, directory, deadline=120):
@@ -336,7 +315,7 @@ def test_sigkill_mid_build_leaves_nothing(tmp_path, bulky_tree):
     disk = out / "disk.raw"
     args = {"path": str(disk), "size": "384MiB", "source_date_epoch": EPOCH,
             "partitions": [{"size": "rest", "fs": "ext4", "contents": str(bulky_tree)}]}
-    proc = _module_process(args, tmp_path)
+    proc = start_module("partition_table", args, tmp_path)
     _kill_mid_build(proc, str(out))
     assert not disk.exists()
     # the next run cleans the killed run's leftovers and builds the image
@@ -351,13 +330,60 @@ def test_sigkill_mid_rebuild_keeps_old_image(tmp_path, bulky_tree):
     disk = out / "disk.raw"
     old = {"path": str(disk), "size": "384MiB", "partitions": [{"size": "rest", "fs": "ext4"}]}
     assert run_module("partition_table", old)["changed"]
-    before = sha256(disk)
+    before = sha256_of(disk)
     new = {"path": str(disk), "size": "384MiB", "force": True, "source_date_epoch": EPOCH,
            "partitions": [{"size": "300MiB", "fs": "ext4", "contents": str(bulky_tree)}]}
-    proc = _module_process(new, tmp_path)
+    proc = start_module("partition_table", new, tmp_path)
     _kill_mid_build(proc, str(out))
-    assert sha256(disk) == before
+    assert sha256_of(disk) == before
     assert run_module("partition_table", old)["changed"] is False
+
+
+def test_sigkill_30_rounds_image_old_or_new_and_no_temp_left(tmp_path):
+    """SIGKILL the module at random points of a build, 30 times, switching between two layouts
+    (a first creation is killed too): the image is absent, the old or the new one, never partial;
+    the next run removes every temporary file and directory of the killed runs."""
+    import time
+    tree = tmp_path / "tree"
+    for i in range(40):
+        (tree / ("d%02d" % i)).mkdir(parents=True)
+        for j in range(25):
+            (tree / ("d%02d" % i) / ("f%02d" % j)).write_bytes(os.urandom(12000))
+    out = tmp_path / "out"
+    out.mkdir()
+    disk = out / "disk.raw"
+
+    def args_for(version, path=disk):
+        return {"path": str(path), "size": "96MiB", "force": True, "source_date_epoch": EPOCH,
+                "partitions": [{"size": "8MiB", "fs": "vfat", "flags": ["esp"], "contents": str(tree / "d00")},
+                               {"size": "rest", "fs": "ext4", "label": version, "contents": str(tree)}]}
+
+    def run(version, path=disk):
+        return module_result(start_module("partition_table", args_for(version, path), tmp_path))
+
+    known = {}
+    for version in ("v1", "v2"):
+        ref = tmp_path / ("ref-%s.raw" % version)
+        assert run(version, ref)["changed"]
+        known[sha256_of(ref)] = version
+    assert len(known) == 2
+    begin = time.monotonic()
+    assert run("v1")["changed"]
+    full = time.monotonic() - begin
+
+    def start(round_):
+        if round_ % 5 == 0 and disk.exists():
+            os.unlink(str(disk))
+        return start_module("partition_table", args_for("v%d" % (round_ % 2 + 1)), tmp_path)
+
+    def check(round_):
+        if disk.exists():
+            assert sha256_of(disk) in known, "round %d left an image no complete run writes" % round_
+
+    kills = sigkill_rounds(start, check, full)
+    assert kills >= 10, "only %d of 30 runs were killed mid-way" % kills
+    assert not run("v2").get("failed")
+    assert sorted(os.listdir(str(out))) == ["disk.raw"] and known[sha256_of(disk)] == "v2"
 
 
 # -- security findings 2, 3, 6, 8, 10 (docs/security.md) ---------------------
@@ -367,11 +393,11 @@ def test_finding2_data_beyond_first_mib_needs_force(tmp_path):
         handle.truncate(16 << 20)
         handle.seek(2 << 20)
         handle.write(b"precious data at 2 MiB")
-    before = sha256(disk)
+    before = sha256_of(disk)
     res = run_module("partition_table", {"path": str(disk),
                                          "partitions": [{"size": "rest", "fs": "none"}]})
     assert res.get("failed") and "holds data" in res["msg"], res
-    assert sha256(disk) == before
+    assert sha256_of(disk) == before
 
 
 def test_finding2_3_symlinks_and_devices_not_replaced(tmp_path):
@@ -447,9 +473,9 @@ def test_finding8_hostile_gpt_becomes_fail_json(tmp_path):
             struct.pack_into("<I", head, 16, zlib.crc32(bytes(head)) & 0xffffffff)
             handle.seek(at)
             handle.write(bytes(head))
-    before = sha256(disk)
+    before = sha256_of(disk)
     started = time.time()
     res = run_module("partition_table", {"path": str(disk), "partitions": [{"size": "rest"}]})
     assert time.time() - started < 60
     assert res.get("failed") and "unreadable partition table" in res["msg"], res
-    assert "4294967295 entries" in res["msg"] and sha256(disk) == before
+    assert "4294967295 entries" in res["msg"] and sha256_of(disk) == before

@@ -1,6 +1,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Unit tests for plugins/module_utils/filesystems.py (argv building, validation)."""
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -121,6 +123,18 @@ def test_fat_argv():
     assert "--invariant" in fs.fat_argv("/e", 1 << 20, source_date_epoch=1)
     argv = fs.fat_argv("/e", 1 << 20, uuid="1234-abcd", source_date_epoch=1)
     assert argv.index("--invariant") < argv.index("-i")
+
+
+@pytest.mark.skipif(shutil.which("mkfs.fat") is None, reason="mkfs.fat is not installed")
+@pytest.mark.parametrize("mib", [8, 9, 11, 12, 16])
+def test_small_fat16_is_accepted_by_mkfs_fat(tmp_path, mib):
+    """mkfs.fat refuses an 8 MiB FAT16 with its default 2 KiB clusters (too few of them)."""
+    argv = fs.fat_argv(str(tmp_path / "f.img"), mib << 20)
+    assert argv[:3] == ["mkfs.fat", "-F", "16"]
+    with open(str(tmp_path / "f.img"), "wb") as handle:
+        handle.truncate(mib << 20)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_fat_copy_plan_sorted(tmp_path):

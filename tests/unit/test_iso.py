@@ -1,18 +1,21 @@
-"""Unit tests of plugins/module_utils/iso.py: validation, planning, the xorriso command."""
+"""Unit tests of the plugins/module_utils/iso package: validation, planning, the xorriso command."""
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 import yaml
 from hypothesis import given, strategies as st
 
-from ansible_collections.vmhost.virt.plugins.module_utils import iso
+from ansible_collections.vmhost.virt.plugins.module_utils._tools import FAT_EPOCH
+from ansible_collections.vmhost.virt.plugins.module_utils.iso import grub, plan as isoplan, names, writer, xorriso
 
 
 # ------------------------------------------------------------ volume id, dates, uuid
 
 def test_volume_id_is_upper_cased():
-    assert iso.normalize_volume_id("guix_image") == "GUIX_IMAGE"
+    assert names.normalize_volume_id("guix_image") == "GUIX_IMAGE"
 
 
 @pytest.mark.parametrize("vid, fragment", [
@@ -23,49 +26,49 @@ def test_volume_id_is_upper_cased():
     ("été", "'É'"),
 ])
 def test_volume_id_errors_say_what_is_wrong(vid, fragment):
-    with pytest.raises(iso.IsoError) as err:
-        iso.normalize_volume_id(vid)
+    with pytest.raises(names.IsoError) as err:
+        names.normalize_volume_id(vid)
     assert fragment in str(err.value)
 
 
 def test_volume_id_reports_both_problems():
-    with pytest.raises(iso.IsoError) as err:
-        iso.normalize_volume_id("x-" * 20)
+    with pytest.raises(names.IsoError) as err:
+        names.normalize_volume_id("x-" * 20)
     assert "40 characters" in str(err.value) and "'-'" in str(err.value)
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", min_size=1, max_size=32))
 def test_valid_volume_ids_round_trip(vid):
-    assert iso.normalize_volume_id(vid) == vid.upper()
+    assert names.normalize_volume_id(vid) == vid.upper()
 
 
 def test_epoch_precedence():
-    assert iso.resolve_epoch(5, {"SOURCE_DATE_EPOCH": "7"}) == 5
-    assert iso.resolve_epoch(None, {"SOURCE_DATE_EPOCH": "7"}) == 7
-    assert iso.resolve_epoch(None, {}) == 1
-    assert iso.resolve_epoch(None, {"SOURCE_DATE_EPOCH": ""}) == 1
-    with pytest.raises(iso.IsoError, match="SOURCE_DATE_EPOCH must be a whole number"):
-        iso.resolve_epoch(None, {"SOURCE_DATE_EPOCH": "yesterday"})
-    with pytest.raises(iso.IsoError, match="between 0 and"):
-        iso.resolve_epoch(-3, {})
+    assert names.resolve_epoch(5, {"SOURCE_DATE_EPOCH": "7"}) == 5
+    assert names.resolve_epoch(None, {"SOURCE_DATE_EPOCH": "7"}) == 7
+    assert names.resolve_epoch(None, {}) == 1
+    assert names.resolve_epoch(None, {"SOURCE_DATE_EPOCH": ""}) == 1
+    with pytest.raises(names.IsoError, match="SOURCE_DATE_EPOCH must be a whole number"):
+        names.resolve_epoch(None, {"SOURCE_DATE_EPOCH": "yesterday"})
+    with pytest.raises(names.IsoError, match="between 0 and"):
+        names.resolve_epoch(-3, {})
 
 
 def test_timestring_is_utc_whatever_tz(monkeypatch):
     monkeypatch.setenv("TZ", "Asia/Tokyo")
-    assert iso.timestring(1) == "1970010100000100"
-    assert iso.timestring(1714564800) == "2024050112000000"
+    assert names.timestring(1) == "1970010100000100"
+    assert names.timestring(1714564800) == "2024050112000000"
 
 
 def test_volume_uuid_forms():
-    assert iso.parse_volume_uuid("2024-05-01-12-00-00-00") == ("2024050112000000", "2024-05-01-12-00-00-00")
-    assert iso.parse_volume_uuid("2024050112000000")[1] == "2024-05-01-12-00-00-00"
+    assert names.parse_volume_uuid("2024-05-01-12-00-00-00") == ("2024050112000000", "2024-05-01-12-00-00-00")
+    assert names.parse_volume_uuid("2024050112000000")[1] == "2024-05-01-12-00-00-00"
     for bad in ("2024-13-01-12-00-00-00", "1234", "2024-05-01T12:00:00", "2024-0501-12-00-00-00-0"):
-        with pytest.raises(iso.IsoError, match="volume_uuid"):
-            iso.parse_volume_uuid(bad)
+        with pytest.raises(names.IsoError, match="volume_uuid"):
+            names.parse_volume_uuid(bad)
 
 
 def test_fat_serial_is_8_hex_digits_and_depends_on_uuid():
-    a, b = iso.fat_serial("2024-05-01-12-00-00-00"), iso.fat_serial("2024-05-01-12-00-00-01")
+    a, b = names.fat_serial("2024-05-01-12-00-00-00"), names.fat_serial("2024-05-01-12-00-00-01")
     assert re.match(r"^[0-9A-F]{8}$", a) and a != b
 
 
@@ -84,25 +87,25 @@ def test_fat_serial_is_8_hex_digits_and_depends_on_uuid():
     ("two.dots.txt", False, 3, False),
 ])
 def test_plain_iso_names_follow_the_level(name, is_dir, level, ok):
-    problem = iso.name_problem(name, is_dir, level, rock_ridge=False, joliet=False)
+    problem = names.name_problem(name, is_dir, level, rock_ridge=False, joliet=False)
     assert (problem is None) == ok, problem
 
 
 def test_rock_ridge_allows_long_names_up_to_255_bytes():
-    assert iso.name_problem("x" * 255, False, 1, True, True) is None
-    assert "255 bytes" in iso.name_problem("x" * 256, False, 1, True, True)
+    assert names.name_problem("x" * 255, False, 1, True, True) is None
+    assert "255 bytes" in names.name_problem("x" * 256, False, 1, True, True)
 
 
 def test_joliet_without_rock_ridge_limits_names():
-    assert iso.name_problem("a b-c.txt", False, 1, False, True) is None
-    assert "64 characters" in iso.name_problem("x" * 65, False, 1, False, True)
-    assert "':'" in iso.name_problem("a:b", False, 1, False, True)
+    assert names.name_problem("a b-c.txt", False, 1, False, True) is None
+    assert "64 characters" in names.name_problem("x" * 65, False, 1, False, True)
+    assert "':'" in names.name_problem("a:b", False, 1, False, True)
 
 
 @pytest.mark.parametrize("dest", ["", "/a/../b", "/a//b", "./x"])
 def test_bad_dest(dest):
-    with pytest.raises(iso.IsoError):
-        iso.split_dest(dest, "files[0]")
+    with pytest.raises(names.IsoError):
+        names.split_dest(dest, "files[0]")
 
 
 # ------------------------------------------------------------ planning
@@ -119,8 +122,8 @@ def tree(tmp_path):
 
 
 def test_plan_walks_sorted_and_keeps_modes_and_links(tree):
-    plan = iso.make_plan(files=[{"src": str(tree), "dest": "/data"}],
-                         content=[{"dest": "/etc/motd", "content": "hi", "mode": "0600"}])
+    plan = isoplan.make_plan(files=[{"src": str(tree), "dest": "/data"}],
+                             content=[{"dest": "/etc/motd", "content": "hi", "mode": "0600"}])
     assert plan.listing() == [
         "d 0755 /data",
         "f 0644 /data/a-rather-long-name-with-MixedCase and spaces.txt",
@@ -136,93 +139,93 @@ def test_plan_walks_sorted_and_keeps_modes_and_links(tree):
 
 
 def test_joliet_truncation_is_a_warning():
-    plan = iso.make_plan(content=[{"dest": "/" + "n" * 104, "content": "1"}])
+    plan = isoplan.make_plan(content=[{"dest": "/" + "n" * 104, "content": "1"}])
     assert "shortens" in plan.warnings[0] and "103" in plan.warnings[0]
 
 
 def test_missing_src(tmp_path):
-    with pytest.raises(iso.IsoError, match=r"files\[0\] .*does not exist"):
-        iso.make_plan(files=[{"src": str(tmp_path / "nope"), "dest": "/x"}])
+    with pytest.raises(names.IsoError, match=r"files\[0\] .*does not exist"):
+        isoplan.make_plan(files=[{"src": str(tmp_path / "nope"), "dest": "/x"}])
 
 
 def test_two_entries_one_iso_path(tree):
-    with pytest.raises(iso.IsoError, match=r"both map to the ISO path /data/link"):
-        iso.make_plan(files=[{"src": str(tree), "dest": "/data"}],
-                      content=[{"dest": "/data/link", "content": "clash"}])
-    with pytest.raises(iso.IsoError, match=r"files\[0\].*files\[1\].*both map to the ISO path /x"):
-        iso.make_plan(files=[{"src": str(tree / "sub/deeper/file.txt"), "dest": "/x"},
-                             {"src": str(tree / "link"), "dest": "/x"}])
+    with pytest.raises(names.IsoError, match=r"both map to the ISO path /data/link"):
+        isoplan.make_plan(files=[{"src": str(tree), "dest": "/data"}],
+                          content=[{"dest": "/data/link", "content": "clash"}])
+    with pytest.raises(names.IsoError, match=r"files\[0\].*files\[1\].*both map to the ISO path /x"):
+        isoplan.make_plan(files=[{"src": str(tree / "sub/deeper/file.txt"), "dest": "/x"},
+                                 {"src": str(tree / "link"), "dest": "/x"}])
 
 
 def test_file_onto_the_root_is_refused(tree):
-    with pytest.raises(iso.IsoError, match="dest must name a file in the image such as /file.txt"):
-        iso.make_plan(files=[{"src": str(tree / "sub/deeper/file.txt"), "dest": "/"}])
+    with pytest.raises(names.IsoError, match="dest must name a file in the image such as /file.txt"):
+        isoplan.make_plan(files=[{"src": str(tree / "sub/deeper/file.txt"), "dest": "/"}])
 
 
 def test_file_under_a_file_is_a_clash(tree):
-    with pytest.raises(iso.IsoError, match="as a directory"):
-        iso.make_plan(content=[{"dest": "/a", "content": "1"}, {"dest": "/a/b", "content": "2"}])
+    with pytest.raises(names.IsoError, match="as a directory"):
+        isoplan.make_plan(content=[{"dest": "/a", "content": "1"}, {"dest": "/a/b", "content": "2"}])
 
 
 def test_directories_merge(tree):
-    plan = iso.make_plan(files=[{"src": str(tree / "sub"), "dest": "/"}, {"src": str(tree / "sub"), "dest": "/"}]
-                         [:1], content=[{"dest": "/deeper/new.txt", "content": "n"}])
+    plan = isoplan.make_plan(files=[{"src": str(tree / "sub"), "dest": "/"}, {"src": str(tree / "sub"), "dest": "/"}]
+                             [:1], content=[{"dest": "/deeper/new.txt", "content": "n"}])
     assert "f 0644 /deeper/new.txt" in plan.listing() and "f 0644 /deeper/file.txt" in plan.listing()
 
 
 def test_upper_case_collision_without_rock_ridge_and_joliet():
-    with pytest.raises(iso.IsoError, match="both map"):
-        iso.make_plan(content=[{"dest": "/readme.txt", "content": "1"}, {"dest": "/README.TXT", "content": "2"}],
-                      rock_ridge=False, joliet=False)
+    with pytest.raises(names.IsoError, match="both map"):
+        isoplan.make_plan(content=[{"dest": "/readme.txt", "content": "1"}, {"dest": "/README.TXT", "content": "2"}],
+                          rock_ridge=False, joliet=False)
 
 
 def test_level_1_rejects_long_names():
-    with pytest.raises(iso.IsoError, match=r"component 'longfilename.txt' .*8\.3"):
-        iso.make_plan(content=[{"dest": "/longfilename.txt", "content": "1"}], rock_ridge=False, joliet=False,
-                      interchange_level=1)
+    with pytest.raises(names.IsoError, match=r"component 'longfilename.txt' .*8\.3"):
+        isoplan.make_plan(content=[{"dest": "/longfilename.txt", "content": "1"}], rock_ridge=False, joliet=False,
+                          interchange_level=1)
 
 
 def test_symlink_needs_rock_ridge(tree):
-    with pytest.raises(iso.IsoError, match="turn rock_ridge on"):
-        iso.make_plan(files=[{"src": str(tree), "dest": "/"}], rock_ridge=False)
+    with pytest.raises(names.IsoError, match="turn rock_ridge on"):
+        isoplan.make_plan(files=[{"src": str(tree), "dest": "/"}], rock_ridge=False)
 
 
 def test_deep_tree_needs_rock_ridge():
     dest = "/" + "/".join("D%d" % i for i in range(9)) + "/F.TXT"
-    with pytest.raises(iso.IsoError, match="directories deep"):
-        iso.make_plan(content=[{"dest": dest, "content": "1"}], rock_ridge=False, joliet=False)
-    iso.make_plan(content=[{"dest": dest, "content": "1"}])
+    with pytest.raises(names.IsoError, match="directories deep"):
+        isoplan.make_plan(content=[{"dest": dest, "content": "1"}], rock_ridge=False, joliet=False)
+    isoplan.make_plan(content=[{"dest": dest, "content": "1"}])
 
 
 def test_bad_mode():
-    with pytest.raises(iso.IsoError, match="octal"):
-        iso.make_plan(content=[{"dest": "/x", "content": "1", "mode": "rw-r--r--"}])
+    with pytest.raises(names.IsoError, match="octal"):
+        isoplan.make_plan(content=[{"dest": "/x", "content": "1", "mode": "rw-r--r--"}])
 
 
 def test_boot_needs_its_config_in_the_image():
-    with pytest.raises(iso.IsoError, match=r"GRUB configuration /boot/grub/grub.cfg is not in the image"):
-        iso.make_plan(content=[{"dest": "/vmlinuz", "content": "k"}], boot={})
-    plan = iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={})
-    assert plan.boot["images"] == [iso.BIOS_IMAGE, iso.EFI_IMAGE]
-    with pytest.raises(iso.IsoError, match="both map"):
-        iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"},
-                               {"dest": "/boot/grub/efi.img", "content": "mine"}], boot={})
-    with pytest.raises(iso.IsoError, match="hybrid needs bios"):
-        iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={"bios": False})
+    with pytest.raises(names.IsoError, match=r"GRUB configuration /boot/grub/grub.cfg is not in the image"):
+        isoplan.make_plan(content=[{"dest": "/vmlinuz", "content": "k"}], boot={})
+    plan = isoplan.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={})
+    assert plan.boot["images"] == [isoplan.BIOS_IMAGE, isoplan.EFI_IMAGE]
+    with pytest.raises(names.IsoError, match="both map"):
+        isoplan.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"},
+                                   {"dest": "/boot/grub/efi.img", "content": "mine"}], boot={})
+    with pytest.raises(names.IsoError, match="hybrid needs bios"):
+        isoplan.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={"bios": False})
 
 
 def test_early_config_finds_the_image_by_uuid():
-    plan = iso.make_plan(content=[{"dest": "/g.cfg", "content": "c"}], boot={"grub_config": "/g.cfg"},
-                         volume_uuid="2024-05-01-12-00-00-00")
-    text = iso.early_grub_config(plan)
+    plan = isoplan.make_plan(content=[{"dest": "/g.cfg", "content": "c"}], boot={"grub_config": "/g.cfg"},
+                             volume_uuid="2024-05-01-12-00-00-00")
+    text = grub.early_grub_config(plan)
     assert "--fs-uuid --set=root 2024-05-01-12-00-00-00" in text and "configfile ($root)/g.cfg" in text
 
 
 # ------------------------------------------------------------ cidata
 
 def test_cidata_writes_cloud_config():
-    plan = iso.make_plan(cidata={"user_data": {"users": [{"name": "alice"}]},
-                                 "network_config": {"version": 2}})
+    plan = isoplan.make_plan(cidata={"user_data": {"users": [{"name": "alice"}]},
+                                     "network_config": {"version": 2}})
     assert plan.volume_id == "CIDATA"
     files = {e.iso_path: e.data.decode() for e in plan.generated}
     assert files["/user-data"].startswith("#cloud-config\n")
@@ -233,20 +236,20 @@ def test_cidata_writes_cloud_config():
 
 
 def test_cidata_keeps_given_instance_id_and_rejects_other_labels():
-    plan = iso.make_plan(cidata={"meta_data": {"instance-id": "vm1"}})
+    plan = isoplan.make_plan(cidata={"meta_data": {"instance-id": "vm1"}})
     assert yaml.safe_load(next(e.data for e in plan.generated if e.iso_path == "/meta-data")) == {"instance-id": "vm1"}
-    with pytest.raises(iso.IsoError, match="CIDATA"):
-        iso.make_plan(cidata={}, volume_id="seed")
-    with pytest.raises(iso.IsoError, match="#cloud-config"):
-        iso.make_plan(cidata={"user_data": "users: []"})
+    with pytest.raises(names.IsoError, match="CIDATA"):
+        isoplan.make_plan(cidata={}, volume_id="seed")
+    with pytest.raises(names.IsoError, match="#cloud-config"):
+        isoplan.make_plan(cidata={"user_data": "users: []"})
 
 
 # ------------------------------------------------------------ the xorriso command
 
 def test_xorriso_command_fixes_every_date_and_owner(tree):
-    plan = iso.make_plan(files=[{"src": str(tree), "dest": "/data"}], content=[{"dest": "/m", "content": "x"}],
-                         source_date_epoch=1714564800, volume_id="v")
-    argv = iso.xorriso_command(plan, "/out.iso", {"/m": "/stage/m"})
+    plan = isoplan.make_plan(files=[{"src": str(tree), "dest": "/data"}], content=[{"dest": "/m", "content": "x"}],
+                             source_date_epoch=1714564800, volume_id="v")
+    argv = xorriso.xorriso_command(plan, "/out.iso", {"/m": "/stage/m"})
     text = " ".join(argv)
     assert "-volume_date all_file_dates =1714564800" in text
     assert "-volume_date uuid 2024050112000000" in text
@@ -257,42 +260,58 @@ def test_xorriso_command_fixes_every_date_and_owner(tree):
 
 
 def test_volume_uuid_overrides_volume_dates():
-    plan = iso.make_plan(volume_uuid="2020-01-02-03-04-05-06", source_date_epoch=9)
-    text = " ".join(iso.xorriso_command(plan, "/o", {}))
+    plan = isoplan.make_plan(volume_uuid="2020-01-02-03-04-05-06", source_date_epoch=9)
+    text = " ".join(xorriso.xorriso_command(plan, "/o", {}))
     assert "-volume_date c 2020010203040506" in text and "-volume_date m 2020010203040506" in text
     assert "all_file_dates =9" in text
 
 
 def test_boot_arguments():
-    plan = iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={})
-    text = " ".join(iso.boot_arguments(plan))
+    plan = isoplan.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}], boot={})
+    text = " ".join(xorriso.boot_arguments(plan))
     for piece in ("bin_path=/boot/grub/eltorito.img", "boot_info_table=on", "grub2_mbr=", "next",
                   "efi_path=/boot/grub/efi.img", "platform_id=0xef", "gpt_disk_guid=volume_date_uuid"):
         assert piece in text
-    plan = iso.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}],
-                         boot={"efi": False, "hybrid": False})
-    text = " ".join(iso.boot_arguments(plan))
+    plan = isoplan.make_plan(content=[{"dest": "/boot/grub/grub.cfg", "content": "c"}],
+                             boot={"efi": False, "hybrid": False})
+    text = " ".join(xorriso.boot_arguments(plan))
     assert "efi_path" not in text and "grub2_mbr" not in text
 
 
-def test_fat_image_commands_are_root_less_and_dated(tmp_path):
+def test_esp_image_goes_through_the_one_fat_builder_root_less_and_dated(tmp_path):
     calls = []
 
     def run(argv, env=None, cwd=None):
         calls.append((argv, env))
         return 0, "", ""
 
-    loader = tmp_path / "BOOTX64.EFI"
-    loader.write_bytes(b"x" * 1000)
-    iso.make_fat_image(str(tmp_path / "efi.img"), {"EFI/BOOT/BOOTX64.EFI": str(loader)}, "0A0B0C0D", 1, run=run)
+    tree = tmp_path / "esp"
+    (tree / "EFI" / "BOOT").mkdir(parents=True)
+    (tree / "EFI" / "BOOT" / "BOOTX64.EFI").write_bytes(b"x" * 1000)
+    grub.make_esp_image(str(tmp_path / "efi.img"), str(tree), "0A0B0C0D", 1, run=run)
     argvs = [c[0] for c in calls]
-    assert argvs[0][:6] == ["mkfs.fat", "-C", "--invariant", "-i", "0A0B0C0D", "-n"]
-    assert [a[0] for a in argvs[1:]] == ["mmd", "mmd", "mcopy"]
-    assert all(c[1]["SOURCE_DATE_EPOCH"] == str(iso.FAT_EPOCH) and c[1]["TZ"] == "UTC" for c in calls)
+    assert argvs[0][0] == "mkfs.fat" and "--invariant" in argvs[0]
+    assert argvs[0][argvs[0].index("-i") + 1] == "0A0B0C0D"
+    assert argvs[0][argvs[0].index("-n") + 1] == "EFIBOOT"
+    assert [a[0] for a in argvs[1:]] == ["mmd", "mcopy"]
+    assert argvs[1][-2:] == ["::/EFI", "::/EFI/BOOT"]
+    # FAT starts in 1980: the epoch is clamped there; the clock's zone never reaches the image
+    assert all(c[1]["SOURCE_DATE_EPOCH"] == str(FAT_EPOCH) and c[1]["TZ"] == "UTC" for c in calls)
+    assert grub.esp_image_size(str(tree)) == 1440 * 1024
+
+
+def test_esp_image_failure_names_the_boot_image(tmp_path):
+    def run(argv, env=None, cwd=None):
+        return 1, "", "mkfs.fat: disk full"
+
+    tree = tmp_path / "esp"
+    tree.mkdir()
+    with pytest.raises(names.IsoError, match="EFI boot image /boot/grub/efi.img: .*disk full"):
+        grub.make_esp_image(str(tmp_path / "efi.img"), str(tree), "0A0B0C0D", 1, run=run)
 
 
 def test_xorriso_failure_is_reported_and_nothing_is_left(tmp_path):
-    plan = iso.make_plan(content=[{"dest": "/x", "content": "1"}])
+    plan = isoplan.make_plan(content=[{"dest": "/x", "content": "1"}])
 
     class FailingXorriso(object):
         def __init__(self, argv, env=None, stdin=None, stdout=None, stderr=None):
@@ -305,8 +324,8 @@ def test_xorriso_failure_is_reported_and_nothing_is_left(tmp_path):
             return self.returncode
 
     out = tmp_path / "o.iso"
-    with pytest.raises(iso.IsoError, match=r"xorriso failed .exit 5.: xorriso : FAILURE : something broke$"):
-        iso.build_file(plan, str(out), popen=FailingXorriso, tmpdir=str(tmp_path))
+    with pytest.raises(names.IsoError, match=r"xorriso failed .exit 5.: xorriso : FAILURE : something broke$"):
+        writer.build_file(plan, str(out), popen=FailingXorriso, tmpdir=str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == []
 
 
@@ -324,7 +343,7 @@ def test_image_sink_writes_exactly_the_stream_and_only_when_it_differs(tmp_path_
     d = tmp_path_factory.mktemp("sink")
     existing, candidate = d / "old.iso", d / "new.iso"
     existing.write_bytes(old)
-    sink = iso.ImageSink(str(existing), str(candidate))
+    sink = writer.ImageSink(str(existing), str(candidate))
     _feed(sink, new, cut)
     same = sink.close()
     assert same == (old == new)
@@ -339,7 +358,7 @@ def test_image_sink_writes_exactly_the_stream_and_only_when_it_differs(tmp_path_
 def test_image_sink_check_mode_writes_nothing(tmp_path):
     existing = tmp_path / "old.iso"
     existing.write_bytes(b"a" * 100)
-    sink = iso.ImageSink(str(existing), None)
+    sink = writer.ImageSink(str(existing), None)
     sink.write(b"a" * 50 + b"b" * 50)
     assert sink.close() is False
     assert os.listdir(tmp_path) == ["old.iso"]
@@ -354,6 +373,74 @@ def test_listing_parser():
     def run(argv, env=None, cwd=None):
         return 0, out, ""
 
-    got = iso.read_listing("/x.iso", run=run)
+    got = xorriso.read_listing("/x.iso", run=run)
     assert got["/it's"] == ("-rw-r--r--", 3, None, [(33, 1)])
     assert got["/l"] == ("lrwxrwxrwx", 0, "it's", [])
+
+
+# ------------------------------------------------------------ the module's backend (no Ansible)
+
+def _iso_params(path, **extra):
+    params = dict(path=str(path), files=[], content=[{"dest": "/motd", "content": "hi\n", "mode": "0644"}],
+                  volume_id=None, volume_uuid=None, source_date_epoch=1, rock_ridge=True, joliet=True,
+                  interchange_level=3, mode=None, boot=None, cidata=None)
+    params.update(extra)
+    return params
+
+
+class _Tools(object):
+    def __init__(self):
+        self.warnings = []
+
+    def attributes_differ(self, path):
+        return False
+
+    def set_attributes(self, path):
+        return False
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+
+@pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso is not installed")
+def test_backend_check_mode_writes_nothing_then_writes_once(tmp_path):
+    from ansible_collections.vmhost.virt.plugins.module_utils.iso.backend import Iso9660
+    out = tmp_path / "out"
+    out.mkdir()
+    image = out / "seed.iso"
+    planned = Iso9660(_iso_params(image), check_mode=True, tools=_Tools(), tmpdir=str(tmp_path)).execute()
+    assert planned["changed"] and list(out.iterdir()) == []
+    written = Iso9660(_iso_params(image), tools=_Tools()).execute(diff=True)
+    assert written["changed"] and written["sha256"] == planned["sha256"] == writer.sha256_file(str(image))
+    assert written["changes"]["added"] == ["/motd"] and "/motd" in written["diff"]["after"]
+    assert sorted(os.listdir(str(out))) == ["seed.iso"] and (image.stat().st_mode & 0o777) == 0o600
+    assert Iso9660(_iso_params(image), tools=_Tools()).execute()["changed"] is False
+
+
+def test_backend_bad_input_is_a_module_failure_naming_the_path(tmp_path):
+    from ansible_collections.vmhost.virt.plugins.module_utils._module import ModuleFailure
+    from ansible_collections.vmhost.virt.plugins.module_utils.iso.backend import Iso9660
+    with pytest.raises(ModuleFailure) as err:
+        Iso9660(_iso_params(tmp_path / "x.iso", volume_id="no way"), tools=_Tools()).execute()
+    assert "only A-Z, 0-9 and _" in err.value.msg and err.value.result["path"] == str(tmp_path / "x.iso")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not shutil.which("mkfs.fat") or not shutil.which("mcopy"), reason="mtools/dosfstools missing")
+def test_esp_image_is_byte_reproducible_and_holds_the_loader(tmp_path):
+    tree = tmp_path / "esp"
+    (tree / "EFI" / "BOOT").mkdir(parents=True)
+    (tree / "EFI" / "BOOT" / "BOOTX64.EFI").write_bytes(os.urandom(300000))
+    images = []
+    for name, tz in (("a.img", "UTC"), ("b.img", "Asia/Tokyo")):
+        os.environ["TZ"] = tz
+        try:
+            images.append(grub.make_esp_image(str(tmp_path / name), str(tree), "0A0B0C0D", 1700000000))
+        finally:
+            os.environ.pop("TZ")
+    data = [open(p, "rb").read() for p in images]
+    assert data[0] == data[1] and len(data[0]) == 1440 * 1024
+    assert data[0][0x27:0x2b] == bytes.fromhex("0D0C0B0A")          # the serial, little-endian
+    out = subprocess.run(["mdir", "-b", "-i", images[0], "::/EFI/BOOT"], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout
+    assert "BOOTX64.EFI" in out

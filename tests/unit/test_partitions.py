@@ -228,3 +228,48 @@ def test_gpt_entry_outside_image_is_refused():
         buf.write(bytes(head))
     with pytest.raises(ImageError, match="outside the image"):
         P.read_table(buf)
+
+
+# -- the partition_table backend on the shared module base (no Ansible) ------------------
+def _pt_params(path, **extra):
+    params = dict(path=str(path), size="16MiB", label="gpt", disk_guid=None,
+                  partitions=[{"size": "rest", "fs": "none"}], source_date_epoch=1700000000,
+                  bootloader="none", kernel_cmdline=None, force=False)
+    params.update(extra)
+    return params
+
+
+class _NoTools(object):
+    def attributes_differ(self, path):
+        return False
+
+    def set_attributes(self, path):
+        return False
+
+
+def test_partition_table_backend_check_mode_writes_nothing_then_builds_once(tmp_path):
+    from ansible_collections.vmhost.virt.plugins.module_utils.image_builder import PartitionTable
+    disk = tmp_path / "disk.raw"
+    result = PartitionTable(_pt_params(disk), check_mode=True, tools=_NoTools(), environ={}).execute(diff=True)
+    assert result["changed"] and result["differences"] == ["%s does not exist" % disk]
+    assert result["diff"]["before"] is None and "actions" not in result
+    assert list(tmp_path.iterdir()) == []
+    result = PartitionTable(_pt_params(disk), tools=_NoTools(), environ={}).execute()
+    assert result["changed"] and result["table"]["label"] == "gpt" and disk.stat().st_size == 16 << 20
+    again = PartitionTable(_pt_params(disk), tools=_NoTools(), environ={}).execute()
+    assert again["changed"] is False and again["table"] == result["table"]
+
+
+def test_partition_table_backend_needs_force_and_epoch_errors_are_module_failures(tmp_path):
+    from ansible_collections.vmhost.virt.plugins.module_utils._module import ModuleFailure
+    from ansible_collections.vmhost.virt.plugins.module_utils.image_builder import PartitionTable
+    disk = tmp_path / "disk.raw"
+    PartitionTable(_pt_params(disk), tools=_NoTools(), environ={}).execute()
+    before = disk.read_bytes()
+    with pytest.raises(ModuleFailure) as err:
+        PartitionTable(_pt_params(disk, label="msdos"), tools=_NoTools(), environ={}).execute()
+    assert "set force: true" in err.value.msg and err.value.result["changed"] is False
+    assert err.value.result["differences"] and disk.read_bytes() == before
+    with pytest.raises(ModuleFailure, match="SOURCE_DATE_EPOCH must be a whole number"):
+        PartitionTable(_pt_params(disk, source_date_epoch=None), environ={"SOURCE_DATE_EPOCH": "now"}).execute()
+    assert disk.read_bytes() == before

@@ -77,6 +77,6 @@ def test_write_read_round_trip(case):
         if label == "gpt":
             assert got["part_uuid"] == want["part_uuid"]
             assert (got["name"] or "") == (asked.get("name") or "")
-        assert P._flags_for_compare(label, got) == P._flags_for_compare(label, want)
+        assert P.flags_for_compare(label, got) == P.flags_for_compare(label, want)
     for a, b in zip(table["partitions"], table["partitions"][1:]):
         assert a["end"] < b["start"]

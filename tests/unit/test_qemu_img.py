@@ -3,10 +3,15 @@
 import json
 import os
 import stat
+import sys
 
 import pytest
 
 from ansible_collections.vmhost.virt.plugins.module_utils import qemu_img as q
+
+# the forged guest image is shared with the disk_image integration tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "integration"))
+from images_common import forged_raw  # noqa: E402
 
 
 class FakeRunner:
@@ -154,21 +159,8 @@ def test_atomic_convert_cleans_up_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "src"]
 
 
-def _guest_forged_raw(tmp_path):
-    """A raw image whose first bytes are a qcow2 header naming a host file as backing file."""
-    secret = tmp_path / "host-secret"
-    secret.write_bytes(b"root:HOSTSECRET:19000::::::\n" * 100)
-    evil = tmp_path / "evil.qcow2"
-    q.create(str(evil), "qcow2", "1M", str(secret), "raw")
-    raw = tmp_path / "guest.raw"
-    with open(str(raw), "wb") as handle:
-        handle.write(evil.read_bytes())
-        handle.truncate(8 << 20)
-    return raw, secret
-
-
 def test_format_of_refuses_guessed_qcow2_with_backing(tmp_path):
-    raw, secret = _guest_forged_raw(tmp_path)
+    raw, secret = forged_raw(tmp_path)
     with pytest.raises(q.ImageError, match="backing file %s" % secret):
         q.format_of(str(raw))
     assert q.format_of(str(raw), "raw") == "raw"
@@ -178,7 +170,7 @@ def test_format_of_refuses_guessed_qcow2_with_backing(tmp_path):
 
 
 def test_info_with_format_does_not_probe(tmp_path):
-    raw, _secret = _guest_forged_raw(tmp_path)
+    raw, _secret = forged_raw(tmp_path)
     assert q.info(str(raw))["format"] == "qcow2"          # what probing would believe
     data = q.info(str(raw), fmt="raw")
     assert data["format"] == "raw" and data["backing_file"] is None
@@ -203,3 +195,66 @@ def test_atomic_create_refuses_device(tmp_path):
     with pytest.raises(Exception, match="character device"):
         q.atomic_create(str(dev), "raw", "1M")
     assert stat.S_ISCHR(os.lstat(str(dev)).st_mode)
+
+
+# -- the disk_image backend on the shared module base (no Ansible) ----------------------
+class _Tools(object):
+    """What the backend needs from the module: qemu-img's path and mode/owner/group."""
+
+    def __init__(self, differ=False):
+        self.differ = differ
+        self.set = []
+
+    def get_bin_path(self, name):
+        return "/usr/bin/" + name
+
+    def attributes_differ(self, path):
+        return self.differ
+
+    def set_attributes(self, path):
+        self.set.append(path)
+        return self.differ
+
+    def warn(self, msg):
+        raise AssertionError(msg)
+
+
+def _disk_params(path, **extra):
+    params = dict(path=str(path), state="present", format="qcow2", size="1M", backing_file=None,
+                  backing_format=None, preallocation=None, source=None, source_format=None,
+                  compress=False, resize=True, shrink=False, force=False, mode=None)
+    params.update(extra)
+    return params
+
+
+def test_disk_image_backend_check_mode_plans_and_writes_nothing(tmp_path):
+    from ansible_collections.vmhost.virt.plugins.module_utils._disk_image import DiskImage
+    result = DiskImage(_disk_params(tmp_path / "d.qcow2"), check_mode=True, tools=_Tools()).execute(diff=True)
+    assert result["changed"] and result["actions"] == ["create"]
+    assert result["diff"] == {"before": None, "after": {"format": "qcow2", "virtual_size": 1 << 20,
+                                                        "backing_file": None}}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_image_backend_applies_then_is_idempotent_and_sets_attributes(tmp_path):
+    from ansible_collections.vmhost.virt.plugins.module_utils._disk_image import DiskImage
+    path = tmp_path / "d.qcow2"
+    tools = _Tools()
+    result = DiskImage(_disk_params(path), tools=tools).execute()
+    assert result["changed"] and result["actions"] == ["create"] and result["virtual_size"] == 1 << 20
+    assert q.sniff(str(path)) == "qcow2" and len(tools.set) == 1     # on the temp file, before rename
+    assert DiskImage(_disk_params(path), tools=_Tools()).execute()["changed"] is False
+    tools = _Tools(differ=True)
+    result = DiskImage(_disk_params(path), tools=tools).execute()
+    assert result["changed"] and result["actions"] == ["attributes"] and tools.set == [str(path)]
+
+
+def test_disk_image_backend_refusal_is_a_module_failure_and_writes_nothing(tmp_path):
+    from ansible_collections.vmhost.virt.plugins.module_utils._disk_image import DiskImage
+    from ansible_collections.vmhost.virt.plugins.module_utils._module import ModuleFailure
+    conf = tmp_path / "app.conf"
+    conf.write_text("password = hunter2\n")
+    with pytest.raises(ModuleFailure) as err:
+        DiskImage(_disk_params(conf, state="absent"), tools=_Tools()).execute()
+    assert "does not look like a disk image" in err.value.msg and err.value.result["changed"] is False
+    assert conf.read_text() == "password = hunter2\n"

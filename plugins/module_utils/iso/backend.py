@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmhost.virt contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The backend of vmhost.virt.iso9660: plan the image, stream it, commit it when it differs.
+
+Private to vmhost.virt: other collections must not import this module.
+
+The stream from xorriso is compared with the existing image as it arrives; a new file is only
+written (in a private directory beside ``path``, then renamed) from the first differing byte
+on.  Check mode writes nothing, unless a diff needs the new image to list it (then into the
+module's temporary directory).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+
+from ansible_collections.vmhost.virt.plugins.module_utils import _io
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import IsoError, parse_mode
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.plan import make_plan
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.writer import ImageSink, build
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.xorriso import diff_images, format_listing
+
+TEMP_TAG = "iso9660"
+
+
+class Iso9660(_io.FileBackend):
+    """``params`` are the module's; ``tmpdir`` the module's temporary directory.  With a diff
+    wanted, the new image is kept (in check mode: in ``tmpdir``) until it is listed."""
+
+    errors = (IsoError, _io.IoError)
+
+    def __init__(self, params, check_mode=False, tools=None, tmpdir=None):
+        _io.FileBackend.__init__(self, params, check_mode, tools)
+        self.tmpdir = tmpdir
+        self.workdir = None
+        self.image_diff = {}
+
+    def failure_result(self):
+        return {"path": self.params["path"]}
+
+    def steps(self):
+        p = self.params
+        path = p["path"]
+        parent = os.path.dirname(os.path.abspath(path)) or "."
+        if not os.path.isdir(parent):
+            raise IsoError("the directory %s of path does not exist; create it first" % parent)
+        if os.path.isdir(path):
+            raise IsoError("path %s is a directory; give the file name of the image" % path)
+        if p["mode"] is not None:
+            parse_mode(p["mode"], "mode")
+        plan = make_plan(
+            files=p["files"], content=p["content"], volume_id=p["volume_id"],
+            volume_uuid=p["volume_uuid"], source_date_epoch=p["source_date_epoch"], rock_ridge=p["rock_ridge"],
+            joliet=p["joliet"], interchange_level=p["interchange_level"], boot=p["boot"], cidata=p["cidata"])
+        exists = os.path.lexists(path)
+        if exists and (os.path.islink(path) or not os.path.isfile(path)):
+            raise IsoError("path %s exists and is %s, not a regular file; this module writes image files only"
+                           % (path, _io.describe(path)))
+        keep = not self.check_mode or self.want_diff
+        if not self.check_mode:
+            _io.clean_stale(path, TEMP_TAG)
+        self.workdir = _io.make_temp_dir(path, TEMP_TAG, parent=self.tmpdir if self.check_mode else None)
+        candidate = os.path.join(self.workdir, os.path.basename(path))
+        sink = ImageSink(path if exists else None, candidate if keep else None)
+        try:
+            build(plan, sink, tmpdir=self.tmpdir)
+        except IsoError:
+            sink.discard()
+            raise
+        same = sink.close()
+        self.result.update(path=path, sha256=sink.sha256, size=sink.size, volume_id=plan.volume_id,
+                           volume_uuid=plan.volume_uuid, source_date_epoch=plan.epoch,
+                           entries=len(plan.entries))
+        for warning in dict.fromkeys(plan.warnings):
+            if self.tools is not None:
+                self.tools.warn(warning)
+        if same:
+            change = self.attributes_step(path)   # mode/owner/group of the unchanged image
+            if change is not None:
+                yield change
+            return
+        if self.want_diff:
+            self._list_changes(path if exists else None, candidate)
+        yield self.step("writing %s" % path, self._commit, candidate, path, exists)
+
+    def _list_changes(self, old, new):
+        try:
+            self.result["changes"] = diff_images(old, new)
+            self.image_diff = {"before_header": old or "(absent)", "after_header": self.params["path"],
+                               "before": format_listing(old), "after": format_listing(new)}
+        except IsoError as exc:
+            if self.tools is not None:
+                self.tools.warn("cannot list the images for the diff: %s" % exc)
+
+    def _commit(self, candidate, path, exists):
+        # a new image is private (0600) unless mode says otherwise; a replaced one keeps its mode
+        os.chmod(candidate, os.stat(path).st_mode & 0o7777 if exists else _io.DEFAULT_MODE)
+        if self.tools is not None:
+            self.tools.set_attributes(candidate)
+        _io.commit(candidate, path)
+
+    def diff(self):
+        return self.image_diff
+
+    def cleanup(self):
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,205 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) vmhost.virt contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Writing an image: run xorriso into a pipe and stream its bytes into a file, comparing with
+the image already there as they arrive.
+
+Private to vmhost.virt: other collections must not import this module.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ansible_collections.vmhost.virt.plugins.module_utils import _tools
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.grub import build_grub_images
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import IsoError
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.tools import default_run, tool_env
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.xorriso import xorriso_command
+
+
+def write_staging(plan, workdir):
+    """Write generated files (content entries) into workdir; return {iso path: file}."""
+    out = {}
+    for n, entry in enumerate(sorted(plan.generated, key=lambda e: e.path)):
+        fn = os.path.join(workdir, "content-%05d" % n)
+        with open(fn, "wb") as f:
+            f.write(entry.data)
+        os.chmod(fn, entry.mode & 0o777)
+        out[entry.iso_path] = fn
+    return out
+
+
+class ImageSink(object):
+    """Receives the image as a byte stream.
+
+    It hashes the stream (sha256) and compares it with the image already at
+    ``existing``. ``new_path`` is only created once the stream differs: the
+    equal prefix is copied from the existing image, the rest comes from the
+    stream. So an unchanged image costs no write at all, and with
+    ``new_path=None`` (check mode) nothing is ever written.
+    """
+
+    def __init__(self, existing=None, new_path=None):
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.new_path = new_path
+        self.existing = open(existing, "rb") if existing and os.path.isfile(existing) else None
+        self.same = self.existing is not None
+        self.out = None
+        if self.existing is None and new_path:
+            self.out = open(new_path, "wb")
+
+    def write(self, chunk):
+        self.hash.update(chunk)
+        if self.same:
+            if self.existing.read(len(chunk)) == chunk:
+                self.size += len(chunk)
+                return
+            self._diverge()
+        if self.out is not None:
+            self.out.write(chunk)
+        self.size += len(chunk)
+
+    def _diverge(self):
+        self.same = False
+        if self.new_path is None:
+            return
+        self.out = open(self.new_path, "wb")
+        left, offset = self.size, 0
+        src, dst = self.existing.fileno(), self.out.fileno()
+        while left > 0:
+            try:
+                n = os.copy_file_range(src, dst, left, offset, offset)
+            except (AttributeError, OSError):
+                self.existing.seek(offset)
+                block = self.existing.read(min(left, 1 << 20))
+                n = len(block)
+                self.out.write(block)
+            if n <= 0:
+                raise IsoError("could not copy the unchanged start of the existing image")
+            left -= n
+            offset += n
+        self.out.seek(self.size)
+
+    def close(self):
+        """Finish; True when the stream equals the existing image byte for byte."""
+        if self.same and self.existing.read(1) != b"":
+            self._diverge()
+        if self.existing is not None:
+            self.existing.close()
+        if self.out is not None:
+            self.out.close()
+        return self.same
+
+    def discard(self):
+        for f in (self.existing, self.out):
+            if f is not None:
+                f.close()
+        if self.out is not None and self.new_path and os.path.exists(self.new_path):
+            os.unlink(self.new_path)
+
+    @property
+    def sha256(self):
+        return self.hash.hexdigest()
+
+
+def stream(argv, fifo, sink, env, popen=_tools.spawn, stderr_path=None):
+    """Run argv (which writes the image to the named pipe ``fifo``) and feed the bytes to sink."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        try:
+            import fcntl
+            fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer wake-ups
+        except (ImportError, OSError):
+            pass
+        errf = open(stderr_path or os.devnull, "wb")
+        try:
+            proc = popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf)
+        except OSError as exc:
+            errf.close()
+            raise IsoError("cannot run %s: %s" % (argv[0], exc))
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        while True:
+            poller.poll(200)
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            if data:
+                sink.write(data)
+                continue
+            if proc.poll() is not None:
+                while True:  # whatever is still buffered
+                    try:
+                        data = os.read(fd, 1 << 20)
+                    except BlockingIOError:
+                        break
+                    if not data:
+                        break
+                    sink.write(data)
+                break
+            time.sleep(0.02)  # no writer yet, or it has just closed the pipe and is finishing
+        errf.close()
+        return proc.returncode
+    finally:
+        os.close(fd)
+
+
+def build(plan, sink, run=default_run, popen=_tools.spawn, xorriso="xorriso", tmpdir=None):
+    """Stream the image described by plan into sink (see ImageSink); raise IsoError on failure."""
+    if shutil.which(xorriso) is None and os.path.sep not in xorriso:
+        raise IsoError("xorriso is not installed (Debian: apt-get install xorriso)")
+    workdir = tempfile.mkdtemp(prefix="vmhost-iso-", dir=tmpdir)
+    try:
+        staging = write_staging(plan, workdir)
+        if plan.boot:
+            staging.update(build_grub_images(plan, workdir, run=run))
+        fifo = os.path.join(workdir, "image.fifo")
+        os.mkfifo(fifo, 0o600)
+        errors = os.path.join(workdir, "xorriso.log")
+        argv = xorriso_command(plan, fifo, staging, xorriso=xorriso)
+        rc = stream(argv, fifo, sink, tool_env(plan.epoch), popen=popen, stderr_path=errors)
+        if rc != 0:
+            with open(errors, "rb") as f:
+                msg = f.read().decode("utf-8", "replace").strip()
+            lines = [ln for ln in msg.splitlines() if ": SORRY :" in ln or ": FAILURE :" in ln or "FATAL" in ln]
+            raise IsoError("xorriso failed (exit %d): %s" % (rc, "\n".join(lines or msg.splitlines()[-10:])))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return sink
+
+
+def build_file(plan, out_path, **kwargs):
+    """Write the image to out_path (replaced); return its sha256."""
+    sink = ImageSink(None, out_path)
+    try:
+        build(plan, sink, **kwargs)
+    except BaseException:
+        sink.discard()
+        raise
+    sink.close()
+    return sink.sha256
+
+
+# ---------------------------------------------------------------- comparing images
+
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
