@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -278,6 +279,38 @@ def first_data(handle, chunk=1 << 20):
             return position + len(data) - len(stripped)
         position += len(data)
     return None
+
+
+RECORD_XATTR = "user.vmhost.built-from"
+
+
+def read_record(path):
+    """What :func:`write_record` noted on ``path`` (a dict), or None when there is no record,
+    the file system keeps no extended attributes, or the file changed since (its size,
+    mtime or inode differ: something else wrote or replaced it)."""
+    try:
+        st = os.lstat(path)
+        record = json.loads(os.getxattr(path, RECORD_XATTR, follow_symlinks=False).decode("utf-8"))
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(record, dict) or not stat.S_ISREG(st.st_mode) or [
+            record.get("size"), record.get("mtime_ns"), record.get("ino")] != [
+            st.st_size, st.st_mtime_ns, st.st_ino]:
+        return None
+    return record
+
+
+def write_record(path, **fields):
+    """Note ``fields`` (JSON values) and the file's size, mtime and inode on ``path`` in the
+    extended attribute :data:`RECORD_XATTR`; False where extended attributes are not kept."""
+    st = os.lstat(path)
+    record = dict(fields, size=st.st_size, mtime_ns=st.st_mtime_ns, ino=st.st_ino)
+    try:
+        os.setxattr(path, RECORD_XATTR, json.dumps(record, sort_keys=True).encode("utf-8"),
+                    follow_symlinks=False)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 class FileTools(ModuleTools):

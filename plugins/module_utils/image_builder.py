@@ -19,6 +19,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import glob
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -36,6 +38,8 @@ from ansible_collections.vmhost.virt.plugins.module_utils import filesystems as 
 from ansible_collections.vmhost.virt.plugins.module_utils import partitions as ptmod
 
 TEMP_TAG = "partition_table"
+# Bump when the same request builds a different image (new mkfs options, a new layout rule).
+DIGEST_VERSION = 1
 DEFAULT_CMDLINE = "rw console=tty0 console=ttyS0,115200n8"
 # Modules built into the EFI loader: it never loads any from disk.
 GRUB_EFI_MODULES = (
@@ -115,6 +119,28 @@ def _device_size(path):
         return handle.tell()
 
 
+def _stamp(path):
+    try:
+        st = os.stat(path)
+        return [path, st.st_size, st.st_mtime_ns]
+    except OSError:
+        return [path, None]
+
+
+def tree_stamps(tree):
+    """One line per file below ``tree`` (sorted walk): path, type and mode, owner, size,
+    mtime and ctime in ns, link target."""
+    for root, dirs, files in os.walk(tree):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            target = os.readlink(full) if stat.S_ISLNK(st.st_mode) else ""
+            yield "%s\0%o %d:%d %d %d %d\0%s\n" % (
+                os.path.relpath(full, tree), st.st_mode, st.st_uid, st.st_gid, st.st_size,
+                st.st_mtime_ns, st.st_ctime_ns, target)
+
+
 class PartitionTable(_io.FileBackend):
     """Plan, compare and build one image.  ``params`` are the module's.
 
@@ -134,10 +160,20 @@ class PartitionTable(_io.FileBackend):
         self.after = None
         self.diffs = []
         self.estimates = {}
+        self.digest = None
 
     # -- the module's plan ------------------------------------------------
     def steps(self):
         self.prepare()
+        ours = False
+        if not self.diffs and not self.is_block:
+            # same table and file systems: the contents are compared through the record of
+            # what the image was built from (it holds only if nothing wrote the image since)
+            self.digest = self.plan_digest()
+            record = _io.read_record(self.path)
+            if record is not None and record.get("partition_table") not in (None, self.digest):
+                self.diffs = ["the contents or options changed since %s was built" % self.path]
+                ours = True     # our own unmodified build: replacing it loses nothing
         self.result.update(differences=self.diffs, source_date_epoch=self.epoch,
                            estimated_sizes=dict((str(k), v) for k, v in self.estimates.items()))
         if not self.diffs:
@@ -147,11 +183,32 @@ class PartitionTable(_io.FileBackend):
                 if change is not None:
                     yield change
             return
-        if self.needs_force and not self.params["force"]:
+        if not self.is_block and self.digest is None:
+            self.digest = self.plan_digest()
+        if not ours and self.needs_force and not self.params["force"]:
             raise ImageError("%s differs from the requested layout (%s); set force: true to "
                              "replace it (its data will be lost)"
                              % (self.path, "; ".join(self.diffs)))
         yield self.step("writing %s" % self.path, self._build_and_read)
+
+    def plan_digest(self):
+        """SHA-256 of what the image is built from: the planned layout, the options, the tools'
+        size and mtime, and every file of every ``contents`` tree with its type, mode, owner,
+        size, mtime, ctime and link target (not its bytes: a file rewritten with the same size,
+        mtime and ctime is not seen)."""
+        digest = hashlib.sha256()
+        tools = [shutil.which(t) or t for t in ("mkfs.ext4", "mkfs.fat", "mcopy", "debugfs", "grub-mkimage")]
+        request = dict((key, self.params.get(key)) for key in (
+            "label", "size", "disk_guid", "partitions", "bootloader", "kernel_cmdline"))
+        # the request, not the layout: without source_date_epoch unset UUIDs are random
+        head = [DIGEST_VERSION, request, self.epoch, [_stamp(t) for t in tools]]
+        digest.update(json.dumps(head, sort_keys=True, default=str).encode("utf-8", "surrogateescape"))
+        for part in self.layout["partitions"]:
+            if part["contents"] is not None:
+                digest.update(("\0partition %d\0" % part["number"]).encode("ascii"))
+                for line in tree_stamps(part["contents"]):
+                    digest.update(line.encode("utf-8", "surrogateescape"))
+        return digest.hexdigest()
 
     def _build_and_read(self):
         self.build(attributes=self.tools.set_attributes if self.tools is not None else None)
@@ -331,7 +388,13 @@ class PartitionTable(_io.FileBackend):
         def fill(tmp):
             os.truncate(tmp, self.layout["size"])
             self._build_into(tmp)
-        _io.build_atomically(self.path, TEMP_TAG, fill, mode, attributes)
+
+        def before_commit(tmp):
+            if attributes is not None:
+                attributes(tmp)
+            if self.digest is not None:     # what it is built from, for the next run's comparison
+                _io.write_record(tmp, partition_table=self.digest)
+        _io.build_atomically(self.path, TEMP_TAG, fill, mode, before_commit)
 
     def _build_into(self, target):
         layout = self.layout

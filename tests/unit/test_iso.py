@@ -444,3 +444,40 @@ def test_esp_image_is_byte_reproducible_and_holds_the_loader(tmp_path):
     out = subprocess.run(["mdir", "-b", "-i", images[0], "::/EFI/BOOT"], stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
     assert "BOOTX64.EFI" in out
+
+
+@pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso is not installed")
+def test_backend_decides_unchanged_from_the_recorded_plan_without_building(tmp_path, monkeypatch):
+    from ansible_collections.vmhost.virt.plugins.module_utils import _io
+    from ansible_collections.vmhost.virt.plugins.module_utils.iso import backend
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("one\n")
+    image = tmp_path / "x.iso"
+    params = _iso_params(image, files=[{"src": str(src), "dest": "/d"}])
+    first = backend.Iso9660(params, tools=_Tools()).execute()
+    if _io.read_record(str(image)) is None:
+        pytest.skip("this file system keeps no extended attributes")
+    real_build = backend.build
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("an unchanged plan must not build the image")
+    monkeypatch.setattr(backend, "build", no_build)
+    again = backend.Iso9660(params, tools=_Tools()).execute()
+    assert again["changed"] is False and again["sha256"] == first["sha256"] and again["size"] == first["size"]
+    # a source file rewritten (same size, same mtime: its ctime moves): the plan differs, it is built
+    stat_a = os.stat(str(src / "a"))
+    (src / "a").write_text("two\n")
+    os.utime(str(src / "a"), ns=(stat_a.st_atime_ns, stat_a.st_mtime_ns))
+    with pytest.raises(AssertionError, match="must not build"):
+        backend.Iso9660(params, tools=_Tools()).execute()
+    monkeypatch.setattr(backend, "build", real_build)
+    changed = backend.Iso9660(params, tools=_Tools()).execute()
+    assert changed["changed"] and changed["sha256"] != first["sha256"]
+    # the image written by something else (its mtime moves): the record no longer counts
+    with open(str(image), "r+b") as handle:
+        handle.seek(40000)
+        handle.write(b"X")
+    assert _io.read_record(str(image)) is None
+    repaired = backend.Iso9660(params, tools=_Tools()).execute()
+    assert repaired["changed"] and repaired["sha256"] == changed["sha256"]

@@ -273,3 +273,33 @@ def test_partition_table_backend_needs_force_and_epoch_errors_are_module_failure
     with pytest.raises(ModuleFailure, match="SOURCE_DATE_EPOCH must be a whole number"):
         PartitionTable(_pt_params(disk, source_date_epoch=None), environ={"SOURCE_DATE_EPOCH": "now"}).execute()
     assert disk.read_bytes() == before
+
+
+@pytest.mark.skipif(__import__("shutil").which("mkfs.ext4") is None, reason="e2fsprogs is not installed")
+def test_partition_table_backend_rebuilds_its_own_image_when_contents_change(tmp_path):
+    from ansible_collections.vmhost.virt.plugins.module_utils import _io
+    from ansible_collections.vmhost.virt.plugins.module_utils.image_builder import PartitionTable
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a").write_text("one\n")
+    disk = tmp_path / "disk.raw"
+    params = _pt_params(disk, partitions=[{"size": "rest", "fs": "ext4", "contents": str(tree)}])
+    for epoch in (1700000000, None):          # reproducible or not (random UUIDs): same rule
+        params["source_date_epoch"] = epoch
+        if disk.exists():
+            disk.unlink()
+        first = PartitionTable(params, tools=_NoTools(), environ={}).execute()
+        assert first["changed"]
+        if _io.read_record(str(disk)) is None:
+            pytest.skip("this file system keeps no extended attributes")
+        assert PartitionTable(params, tools=_NoTools(), environ={}).execute()["changed"] is False
+        (tree / "a").write_text("two, longer\n")          # contents changed: rebuilt, no force needed
+        result = PartitionTable(params, tools=_NoTools(), environ={}).execute()
+        assert result["changed"] and "contents or options changed" in result["differences"][0]
+        assert PartitionTable(params, tools=_NoTools(), environ={}).execute()["changed"] is False
+        # an image written since it was built (a guest ran on it) is data: its record no longer counts
+        with open(str(disk), "r+b") as handle:
+            handle.seek(3 << 20)
+            handle.write(b"guest data")
+        (tree / "a").write_text("three\n")
+        assert PartitionTable(params, tools=_NoTools(), environ={}).execute()["changed"] is False

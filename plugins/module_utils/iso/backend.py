@@ -5,7 +5,10 @@
 
 Private to vmhost.virt: other collections must not import this module.
 
-The stream from xorriso is compared with the existing image as it arrives; a new file is only
+An image is unchanged, without building anything, when the record noted on it (an extended
+attribute, :func:`.._io.read_record`) holds this plan's digest (:meth:`.plan.Plan.digest`) and
+the file was not written since.  Otherwise the stream from xorriso is compared with the
+existing image as it arrives; a new file is only
 written (in a private directory beside ``path``, then renamed) from the first differing byte
 on.  Check mode writes nothing, unless a diff needs the new image to list it (then into the
 module's temporary directory).
@@ -21,6 +24,7 @@ import shutil
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import IsoError, parse_mode
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.plan import make_plan
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.grub import build_tools
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.writer import ImageSink, build
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.xorriso import diff_images, format_listing
 
@@ -60,6 +64,18 @@ class Iso9660(_io.FileBackend):
         if exists and (os.path.islink(path) or not os.path.isfile(path)):
             raise IsoError("path %s exists and is %s, not a regular file; this module writes image files only"
                            % (path, _io.describe(path)))
+        digest = plan.digest(build_tools(plan))
+        self.result.update(path=path, volume_id=plan.volume_id, volume_uuid=plan.volume_uuid,
+                           source_date_epoch=plan.epoch, entries=len(plan.entries))
+        self.warn(plan.warnings)
+        record = _io.read_record(path) if exists else None
+        if record is not None and record.get("iso9660") == digest and record.get("sha256"):
+            # built from exactly this plan and not written since: unchanged, nothing rebuilt
+            self.result.update(sha256=record["sha256"], size=record["size"])
+            change = self.attributes_step(path)
+            if change is not None:
+                yield change
+            return
         keep = not self.check_mode or self.want_diff
         if not self.check_mode:
             _io.clean_stale(path, TEMP_TAG)
@@ -72,20 +88,17 @@ class Iso9660(_io.FileBackend):
             sink.discard()
             raise
         same = sink.close()
-        self.result.update(path=path, sha256=sink.sha256, size=sink.size, volume_id=plan.volume_id,
-                           volume_uuid=plan.volume_uuid, source_date_epoch=plan.epoch,
-                           entries=len(plan.entries))
-        for warning in dict.fromkeys(plan.warnings):
-            if self.tools is not None:
-                self.tools.warn(warning)
+        self.result.update(sha256=sink.sha256, size=sink.size)
         if same:
+            if not self.check_mode:     # the same bytes: note the plan so the next run need not build
+                _io.write_record(path, iso9660=digest, sha256=sink.sha256)
             change = self.attributes_step(path)   # mode/owner/group of the unchanged image
             if change is not None:
                 yield change
             return
         if self.want_diff:
             self._list_changes(path if exists else None, candidate)
-        yield self.step("writing %s" % path, self._commit, candidate, path, exists)
+        yield self.step("writing %s" % path, self._commit, candidate, path, exists, digest, sink.sha256)
 
     def _list_changes(self, old, new):
         try:
@@ -96,12 +109,18 @@ class Iso9660(_io.FileBackend):
             if self.tools is not None:
                 self.tools.warn("cannot list the images for the diff: %s" % exc)
 
-    def _commit(self, candidate, path, exists):
+    def _commit(self, candidate, path, exists, digest, sha256):
         # a new image is private (0600) unless mode says otherwise; a replaced one keeps its mode
         os.chmod(candidate, os.stat(path).st_mode & 0o7777 if exists else _io.DEFAULT_MODE)
         if self.tools is not None:
             self.tools.set_attributes(candidate)
+        _io.write_record(candidate, iso9660=digest, sha256=sha256)
         _io.commit(candidate, path)
+
+    def warn(self, warnings):
+        for warning in dict.fromkeys(warnings):
+            if self.tools is not None:
+                self.tools.warn(warning)
 
     def diff(self):
         return self.image_diff

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
 
 from ansible_collections.vmhost.virt.plugins.module_utils import filesystems
 from ansible_collections.vmhost.virt.plugins.module_utils._tools import GRUB_EFI_DIR
@@ -27,6 +28,20 @@ GRUB_MODULES_COMMON = [
 ]
 GRUB_MODULES_BIOS = ["biosdisk"]
 GRUB_MODULES_EFI = ["efi_gop", "efi_uga", "video", "video_fb"]
+
+
+def build_tools(plan):
+    """The programs and GRUB files an image of ``plan`` is built with (their size and mtime go
+    into the plan's digest: an upgraded xorriso or GRUB rebuilds the image)."""
+    tools = ["xorriso"]
+    if plan.boot:
+        tools += ["grub-mkimage", "mkfs.fat", "mcopy"]
+    found = [shutil.which(tool) or tool for tool in tools]
+    if plan.boot and plan.boot["bios"]:
+        found.append(os.path.join(GRUB_BIOS_DIR, "moddep.lst"))
+    if plan.boot and plan.boot["efi"]:
+        found.append(os.path.join(GRUB_EFI_DIR, "moddep.lst"))
+    return found
 
 
 def early_grub_config(plan):

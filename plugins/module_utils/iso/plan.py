@@ -10,6 +10,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import json
 import os
 import stat
 
@@ -23,14 +25,16 @@ GRUB_CONFIG = "/boot/grub/grub.cfg"
 BIOS_IMAGE = "/boot/grub/eltorito.img"
 EFI_IMAGE = "/boot/grub/efi.img"
 BOOT_CATALOG = "/boot/grub/boot.cat"
+# Bump when the image the same plan gives changes (a new xorriso argument, a new boot layout).
+DIGEST_VERSION = 1
 
 
 class Entry(object):
     """One node of the planned image tree."""
 
-    __slots__ = ("path", "kind", "src", "mode", "target", "data", "origin", "size")
+    __slots__ = ("path", "kind", "src", "mode", "target", "data", "origin", "size", "stamp")
 
-    def __init__(self, path, kind, origin, src=None, mode=None, target=None, data=None, size=0):
+    def __init__(self, path, kind, origin, src=None, mode=None, target=None, data=None, size=0, stamp=None):
         self.path = path          # tuple of components
         self.kind = kind          # 'dir', 'file', 'link'
         self.origin = origin      # human description of the input that produced it
@@ -39,6 +43,7 @@ class Entry(object):
         self.target = target      # symlink target
         self.data = data          # bytes of generated files
         self.size = size
+        self.stamp = stamp        # (size, mtime_ns, ctime_ns) of a file on disk: what its bytes are taken to be
 
     @property
     def iso_path(self):
@@ -61,6 +66,29 @@ class Plan(object):
         self.level = 3
         self.boot = None
         self.warnings = []
+
+    def digest(self, tools=()):
+        """SHA-256 of everything the image is built from: the options, every planned path with
+        its kind, mode, link target, source file and that file's size, mtime and ctime (not its
+        bytes), the bytes of generated files, and the size and mtime of ``tools`` (the xorriso
+        and GRUB files used).  Equal digests mean the image would come out the same unless a
+        source file's bytes changed while its size, mtime and ctime stayed the same."""
+        digest = hashlib.sha256()
+        head = [DIGEST_VERSION, self.volume_id, self.volume_digits, self.epoch, self.rock_ridge,
+                self.joliet, self.level, self.boot, self.grafts]
+        for tool in tools:
+            try:
+                st = os.stat(tool)
+                head.append([tool, st.st_size, st.st_mtime_ns])
+            except OSError:
+                head.append([tool, None])
+        digest.update(json.dumps(head, sort_keys=True).encode("utf-8", "surrogateescape"))
+        for key in sorted(self.entries):
+            e = self.entries[key]
+            data = hashlib.sha256(e.data).hexdigest() if e.data is not None else None
+            digest.update(repr((e.path, e.kind, e.mode, e.target, e.src, e.stamp, data)).encode(
+                "utf-8", "surrogateescape"))
+        return digest.hexdigest()
 
     def listing(self):
         """Sorted 'type mode path [-> target]' lines of the planned tree."""
@@ -153,7 +181,8 @@ def _add_node(plan, path, st, parts, origin):
         _add(plan, Entry(parts, "dir", origin, src=path, mode=stat.S_IMODE(st.st_mode)), explicit=True)
         return True
     if fmt == stat.S_IFREG:
-        _add(plan, Entry(parts, "file", origin, src=path, mode=stat.S_IMODE(st.st_mode), size=st.st_size),
+        _add(plan, Entry(parts, "file", origin, src=path, mode=stat.S_IMODE(st.st_mode), size=st.st_size,
+                         stamp=(st.st_size, st.st_mtime_ns, st.st_ctime_ns)),
              explicit=True)
     elif fmt == stat.S_IFLNK:
         if not plan.rock_ridge:
