@@ -82,7 +82,8 @@ class Backend(object):
         """Called once the plan is exhausted (applied, or not in check mode)."""
 
     def diff(self):
-        """The ``diff`` return value; by default the before and after lines of every change."""
+        """The ``diff`` return value; by default the before and after lines of every change.
+        ``None``: the module returns no diff."""
         before = [c.before for c in self.changes if c.before is not None]
         after = [c.after for c in self.changes if c.after is not None]
         return {"before": "".join(line + "\n" for line in before),
@@ -128,7 +129,9 @@ class Backend(object):
         result = dict(self.result)
         result.update(self._summary())
         if diff:
-            result["diff"] = self.diff()
+            lines = self.diff()
+            if lines is not None:
+                result["diff"] = lines
         return result
 
 

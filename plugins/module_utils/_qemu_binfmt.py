@@ -48,11 +48,10 @@ def write_proc(path, text):
 
 
 def write_conf(path, content):
-    """Replace ``path`` (a binfmt.d file) atomically; leftovers of killed runs are removed first."""
+    """Replace ``path`` (a binfmt.d file) atomically (fsync, rename, directory fsync)."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o755)
-    _io.clean_stale(path, TEMP_TAG)
     try:
         _io.atomic_write(path, content.encode("utf-8"), 0o644, TEMP_TAG)
     except _io.IoError as exc:
@@ -238,6 +237,9 @@ class BinfmtBackend(Backend):
                 yield self.step("remove %s" % name, self.remove, name)
                 after[name] = None
         if persistent:
+            # What a killed run left in binfmt_d_path (only our own tag, uid and dead PIDs).
+            for tmp in _io.temps_in(p["binfmt_d_path"], TEMP_TAG):
+                yield self.step("remove stale temporary file %s" % tmp, _io.discard, tmp)
             for name in sorted(wanted):
                 path = os.path.join(p["binfmt_d_path"], "%s.conf" % name)
                 have = read_text(path)

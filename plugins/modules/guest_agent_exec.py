@@ -181,50 +181,10 @@ reason:
   sample: timeout
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmhost.virt.plugins.module_utils import qga
-
-
-def run(module):
-    p = module.params
-    command = p["command"].strip()
-    arguments = p["arguments"] or None
-    timeout = p["timeout"]
-    wait_timeout = p["wait_timeout"]
-    if not command:
-        module.fail_json(msg="command must not be empty, for example guest-ping")
-    if timeout <= 0:
-        module.fail_json(msg="timeout must be a positive number of seconds, got %s" % timeout)
-    if p["wait_for"] and wait_timeout <= 0:
-        module.fail_json(msg="wait_timeout must be a positive number of seconds, got %s" % wait_timeout)
-
-    changing = qga.changes_state(command)
-    skip = module.check_mode and changing
-    # In check mode a state-changing command is replaced by guest-ping: same socket,
-    # same handshake, so reachability is proven without touching the guest.
-    sent_command, sent_arguments = ("guest-ping", None) if skip else (command, arguments)
-    result = dict(command=command, changed=changing, sent=not skip, attempts=0, result=None, elapsed=0.0)
-    start = time.monotonic()
-    try:
-        if p["wait_for"]:
-            value, attempts = qga.call_when_ready(p["socket"], sent_command, sent_arguments,
-                                                  timeout=timeout, wait_timeout=wait_timeout)
-        else:
-            value, attempts = qga.call(p["socket"], sent_command, sent_arguments, timeout=timeout), 1
-    except qga.AgentError as exc:
-        result.update(changed=False, elapsed=round(time.monotonic() - start, 3), attempts=exc.attempts,
-                      reason=exc.reason, error_class=exc.error_class, error_desc=exc.desc)
-        module.fail_json(msg=str(exc), **result)
-    except qga.QGAError as exc:
-        result.update(changed=False, elapsed=round(time.monotonic() - start, 3), attempts=exc.attempts,
-                      reason=exc.reason)
-        module.fail_json(msg=str(exc), **result)
-    result.update(attempts=attempts, elapsed=round(time.monotonic() - start, 3),
-                  result=None if skip else value)
-    module.exit_json(**result)
+from ansible_collections.vmhost.virt.plugins.module_utils._guest_agent_exec import AgentExecBackend
+from ansible_collections.vmhost.virt.plugins.module_utils._module import run
 
 
 def main():
@@ -239,7 +199,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    run(module)
+    run(module, AgentExecBackend(module.params, module.check_mode))
 
 
 if __name__ == "__main__":

@@ -116,43 +116,10 @@ qemu:
   sample: /usr/bin/qemu-system-x86_64
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vmhost.virt.plugins.module_utils import build_vm as bv
-from ansible_collections.vmhost.virt.plugins.module_utils import qemu_accel as qa
-
-
-def run(module):
-    params = module.params
-    qemu = params["qemu"]
-    if not os.path.isabs(qemu):
-        found = module.get_bin_path(qemu)
-        if not found and module.check_mode:
-            # Check mode before the package is installed: predict what a run would do.
-            module.exit_json(changed=False, accel="tcg", cpu="max", qemu="/usr/bin/" + qemu,
-                             reason="%s is not installed yet (check mode): a real run probes" % qemu)
-        if not found:
-            module.fail_json(msg="%s not found in PATH: install the QEMU system emulator" % qemu)
-        qemu = found
-    elif not os.access(qemu, os.X_OK):
-        module.fail_json(msg="%s is not an executable" % qemu)
-    system = params["system"]
-    if system not in bv.SYSTEMS:
-        module.fail_json(msg="unknown system type %r (known: %s)" % (system, ", ".join(sorted(bv.SYSTEMS))))
-    if params["kernel"] and not os.path.isfile(params["kernel"]):
-        module.fail_json(msg="kernel %s does not exist" % params["kernel"])
-    machine = bv.SYSTEMS[system]["machine"] or list(qa.X86_MACHINE)
-    try:
-        accel, cpu, reason = qa.decide(params["policy"], qemu, params["kernel"],
-                                       bv.kvm_possible(system, os.uname().machine),
-                                       cache_dir=params["cache_dir"] or None, machine=machine,
-                                       console=bv.console_for(system), timeout=params["timeout"],
-                                       dry_run=module.check_mode)
-    except (qa.AccelError, OSError) as exc:
-        module.fail_json(msg=str(exc), qemu=qemu)
-    module.exit_json(changed=False, accel=accel, cpu=cpu, reason=reason, qemu=qemu)
+from ansible_collections.vmhost.virt.plugins.module_utils._qemu_accel_probe import AccelProbeBackend
+from ansible_collections.vmhost.virt.plugins.module_utils._module import ModuleTools, run
 
 
 def main():
@@ -167,7 +134,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    run(module)
+    run(module, AccelProbeBackend(module.params, module.check_mode, tools=ModuleTools(module)))
 
 
 if __name__ == "__main__":

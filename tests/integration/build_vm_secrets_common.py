@@ -1,7 +1,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared helpers for the build_vm_secrets integration tests.
 
-- ``play(steps)`` runs the module through ansible-playbook on localhost.
+- ``play(runner, steps)`` runs the module through the ``ansible_module`` fixture.
 - ``Gcrypt`` is a ctypes binding to the libgcrypt that Guix itself signs and
   verifies with (through guile-gcrypt), used as the reference implementation.
 - ``CanonicalSexp`` is a small s-expression reader written independently of
@@ -11,54 +11,24 @@
 import base64
 import ctypes
 import ctypes.util
-import json
-import os
 import pathlib
-import subprocess
-import sys
-import tempfile
 
-from ansible_local import ansible_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODULE = "vmhost.virt.build_vm_secrets"
+MODULE = "build_vm_secrets"
 
 
-def play(steps, diff=True, verbosity=0):
-    """Run one playbook on localhost; return (results, stdout+stderr).
+def play(runner, steps, diff=True, verbosity=0):
+    """Run one playbook on localhost through the ``ansible_module`` fixture ``runner``;
+    return (results, stdout+stderr).
 
     Each step is ``(module_args, check_mode)`` (a module task whose registered
     result is returned, in order) or a dict (a plain task run in between, e.g. to
     corrupt a file).
     """
-    with tempfile.TemporaryDirectory(prefix="bvs-play.") as work:
-        out = os.path.join(work, "result.json")
-        tasks = []
-        registered = []
-        for i, step in enumerate(steps):
-            if isinstance(step, dict):
-                tasks.append(dict(step, name=step.get("name", "Helper step %d" % i)))
-                continue
-            args, check = step
-            registered.append("result%d" % i)
-            tasks.append({"name": "Build VM secrets, step %d" % i, MODULE: args, "check_mode": bool(check),
-                          "diff": diff, "register": "result%d" % i, "ignore_errors": True})
-        tasks.append({"name": "Save the results", "check_mode": False, "diff": False,
-                      "ansible.builtin.copy": {"content": "{{ [%s] | to_json }}" % ", ".join(registered),
-                                               "dest": out, "mode": "0600"}})
-        book = os.path.join(work, "play.yml")
-        with open(book, "w") as f:
-            json.dump([{"hosts": "localhost", "gather_facts": False, "connection": "local",
-                        "vars": {"ansible_python_interpreter": sys.executable}, "tasks": tasks}], f)
-        exe = pathlib.Path(sys.executable).with_name("ansible-playbook")
-        argv = [str(exe) if exe.exists() else "ansible-playbook", "-i", "localhost,", book]
-        if verbosity:
-            argv.append("-" + "v" * verbosity)
-        proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), check=False)
-        if not os.path.exists(out):
-            raise AssertionError("the playbook failed:\n%s\n%s" % (proc.stdout, proc.stderr))
-        with open(out) as f:
-            return json.load(f), proc.stdout + proc.stderr
+    output = []
+    results = runner.steps(MODULE, steps, diff=diff, verbosity=verbosity, output=output)
+    return results, "".join(output)
 
 
 def write_task(path, content):
@@ -70,8 +40,8 @@ def remove_task(path):
     return {"ansible.builtin.file": {"path": path, "state": "absent"}}
 
 
-def run(args, check=False, diff=True):
-    return play([(args, check)], diff=diff)[0][0]
+def run(runner, args, check=False, diff=True):
+    return runner(MODULE, args, check=check, diff=diff)
 
 
 def base_args(tmp, name="vm1", **extra):

@@ -1,22 +1,15 @@
 """The build_vm role refuses bad machine lists before it changes anything.
 
 Runs the role in check mode on this machine (no systemd as PID 1): every bad entry must
-fail the role's assert task, with a message naming the VM and the field, while the
-recap shows no change. A valid list must pass validation and predict changes without
+fail the role's assert task, with a message naming the VM and the field, while no task
+reports a change. A valid list must pass validation and predict changes without
 writing anything.
 """
-import json
 import os
-import pathlib
 import socket
-import subprocess
-import sys
 
 import pytest
 
-from ansible_local import ansible_env
-
-BIN = pathlib.Path(sys.executable).parent
 ASSERT_TASK = "Check every build VM entry (names the VM and the field of each problem)"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the role stats and probes as root")
@@ -30,34 +23,21 @@ def _free_port():
     return port
 
 
-def _run(machines, tmp_path):
-    result_file = tmp_path / "result.json"
+def _run(ansible_module, machines, tmp_path):
+    """The role in check mode; return (failure or None, how many tasks changed, records)."""
     play = [{
         "hosts": "localhost", "gather_facts": True,
-        "vars": {"ansible_python_interpreter": sys.executable, "build_vm_machines": machines,
+        "vars": {"build_vm_machines": machines,
                  "build_vm_nix": "never", "build_vm_guix": "never", "build_vm_manage_packages": False,
                  "build_vm_state_file": str(tmp_path / "state.json"),
                  "build_vm_ssh_config_file": str(tmp_path / "ssh.conf"),
                  "build_vm_known_hosts_file": str(tmp_path / "known_hosts")},
-        "tasks": [
-            {"name": "Apply the role", "block": [
-                {"name": "Include it", "ansible.builtin.include_role": {"name": "vmhost.virt.build_vm"}}],
-             "rescue": [
-                 {"name": "Record the failure", "ansible.builtin.set_fact": {
-                     "failure": {"task": "{{ ansible_failed_task.name }}", "msg": "{{ ansible_failed_result.msg }}"}}}]},
-            {"name": "Save", "check_mode": False, "changed_when": False, "ansible.builtin.copy": {
-                "content": "{{ {'failure': failure | default(None)} | to_json }}", "dest": str(result_file),
-                "mode": "0600"}},
-        ]}]
-    book = tmp_path / "play.yml"
-    book.write_text(json.dumps(play))
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "--check", str(book)],
-                          capture_output=True, text=True, env=ansible_env(), timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    failure = json.loads(result_file.read_text())["failure"]
-    recap = [ln for ln in proc.stdout.splitlines() if ln.startswith("localhost")][-1]
-    changed = int(recap.split("changed=")[1].split()[0])
-    return failure, changed, proc.stdout
+        "tasks": [{"name": "Include it", "ansible.builtin.include_role": {"name": "vmhost.virt.build_vm"}}]}]
+    records, proc = ansible_module.recorded(play, check=True)
+    failed = [r for r in records if r["status"] == "failed"]
+    assert proc.returncode == (2 if failed else 0), proc.stdout[-3000:] + proc.stderr[-3000:]
+    failure = {"task": failed[0]["task"], "msg": failed[0]["msg"]} if failed else None
+    return failure, sum(1 for r in records if r["changed"]), records
 
 
 @pytest.fixture
@@ -86,7 +66,7 @@ def _bad_cases(image, taken):
     ]
 
 
-def test_bad_inputs_fail_before_any_change(image, tmp_path):
+def test_bad_inputs_fail_before_any_change(image, tmp_path, ansible_module):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -95,7 +75,7 @@ def test_bad_inputs_fail_before_any_change(image, tmp_path):
         for index, (machines, vm, field, words) in enumerate(_bad_cases(image, taken)):
             case_dir = tmp_path / ("case%d" % index)
             case_dir.mkdir()
-            failure, changed, out = _run(machines, case_dir)
+            failure, changed, out = _run(ansible_module, machines, case_dir)
             assert failure is not None, "case %d passed validation:\n%s" % (index, out[-2000:])
             assert failure["task"] == ASSERT_TASK, failure
             assert vm in failure["msg"] and field in failure["msg"] and words in failure["msg"], failure["msg"]
@@ -105,13 +85,13 @@ def test_bad_inputs_fail_before_any_change(image, tmp_path):
         listener.close()
 
 
-def test_valid_list_passes_validation_and_writes_nothing_in_check_mode(image, tmp_path):
+def test_valid_list_passes_validation_and_writes_nothing_in_check_mode(image, tmp_path, ansible_module):
     name = "chk%d" % (os.getpid() % 100000)
     machines = [{"name": name, "image": image, "ssh_port": _free_port(), "accelerator": "tcg"}]
-    failure, changed, out = _run(machines, tmp_path)
+    failure, changed, out = _run(ansible_module, machines, tmp_path)
     assert failure is None, failure
     assert changed > 0
-    assert "Write each build VM's systemd unit" in out
+    assert "Write each build VM's systemd unit" in [r["task"] for r in out], out
     for path in ("/etc/systemd/system/build-vm-%s.service" % name, "/etc/vmhost/build-vms/%s" % name,
                  str(tmp_path / "state.json"), str(tmp_path / "ssh.conf")):
         assert not os.path.exists(path), path

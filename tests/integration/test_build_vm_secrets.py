@@ -54,9 +54,9 @@ def args(tmp_path):
                      ssh_host_key_types=["ed25519", "ecdsa"])
 
 
-def test_check_run_check_run_modes_and_public_results(args):
+def test_check_run_check_run_modes_and_public_results(args, ansible_module):
     args = dict(args, ssh_host_key_types=list(TYPES))
-    results, _out = play([(args, True), (args, False), (args, True), (args, False)])
+    results, _out = play(ansible_module, [(args, True), (args, False), (args, True), (args, False)])
     predicted, done, again_check, again = results
     assert predicted["changed"] is True and not predicted.get("failed"), predicted
     assert predicted["ssh_host_keys"] == {} and predicted["offloading_public_key"] is None
@@ -98,9 +98,9 @@ def test_check_run_check_run_modes_and_public_results(args):
             assert line not in done["diff"]["after"] and line not in done["diff"]["before"]
 
 
-def test_ssh_keygen_reads_every_key(args):
+def test_ssh_keygen_reads_every_key(args, ansible_module):
     args = dict(args, ssh_host_key_types=list(TYPES))
-    run(args)
+    run(ansible_module, args)
     pairs = [(os.path.join(args["secret_root"], "etc/ssh/ssh_host_%s_key" % k),) for k in TYPES]
     pairs.append((args["offloading_key"],))
     for (priv,) in pairs:
@@ -133,10 +133,10 @@ def wait_port(port, proc, deadline=20.0):
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd"), reason="needs root and sshd")
-def test_sshd_with_generated_host_keys_accepts_offloading_key_pinned_by_known_hosts(tmp_path):
+def test_sshd_with_generated_host_keys_accepts_offloading_key_pinned_by_known_hosts(tmp_path, ansible_module):
     port = free_port()
     args = base_args(tmp_path, offloading_user="root", ssh_port=port, signing_keys=[])
-    done = run(args)
+    done = run(ansible_module, args)
     assert not done.get("failed"), done
     root = args["secret_root"]
     config = tmp_path / "sshd_config"
@@ -181,9 +181,9 @@ def test_sshd_with_generated_host_keys_accepts_offloading_key_pinned_by_known_ho
             sshd.wait()
 
 
-def test_missing_public_halves_are_derived_again(args):
+def test_missing_public_halves_are_derived_again(args, ansible_module):
     removed = [p for p, m in secret_files(args).items() if m == 0o644 and not p.endswith("/acl")]
-    (first, predicted, done, again), _out = play([(args, False)] + [remove_task(p) for p in removed]
+    (first, predicted, done, again), _out = play(ansible_module, [(args, False)] + [remove_task(p) for p in removed]
                                                  + [(args, True), (args, False), (args, False)])
     assert done["changed"] is True and not done.get("failed"), done
     assert predicted["actions"] == done["actions"] and predicted["changed"] is True
@@ -194,11 +194,11 @@ def test_missing_public_halves_are_derived_again(args):
     assert again["changed"] is False
 
 
-def test_wrong_modes_are_fixed(args):
-    run(args)
+def test_wrong_modes_are_fixed(args, ansible_module):
+    run(ansible_module, args)
     os.chmod(args["secret_root"], 0o755)
     os.chmod(args["offloading_key"], 0o644)
-    (predicted, done), _out = play([(args, True), (args, False)])
+    (predicted, done), _out = play(ansible_module, [(args, True), (args, False)])
     assert mode(args["secret_root"]) == 0o700 and mode(args["offloading_key"]) == 0o600
     assert done["changed"] is True and predicted["actions"] == done["actions"] == [
         "chmod %s 0700" % args["secret_root"], "chmod %s 0600" % args["offloading_key"]]
@@ -206,9 +206,9 @@ def test_wrong_modes_are_fixed(args):
 
 @pytest.mark.parametrize("rel", ["etc/ssh/ssh_host_ed25519_key", "etc/guix/signing-key.sec",
                                  "etc/nix/signing-key.sec", "OFFLOADING"])
-def test_corrupt_private_key_fails_naming_the_file_unless_always(args, rel):
+def test_corrupt_private_key_fails_naming_the_file_unless_always(args, rel, ansible_module):
     path = args["offloading_key"] if rel == "OFFLOADING" else os.path.join(args["secret_root"], rel)
-    (_first, failed, fixed, again), _out = play([
+    (_first, failed, fixed, again), _out = play(ansible_module, [
         (args, False), write_task(path, "-----BEGIN OPENSSH PRIVATE KEY-----\ntruncated"),
         (args, False), (dict(args, regenerate="always"), False), (args, False)])
     assert failed.get("failed") and path in failed["msg"] and "regenerate=always" in failed["msg"], failed
@@ -217,7 +217,7 @@ def test_corrupt_private_key_fails_naming_the_file_unless_always(args, rel):
     assert again["changed"] is False
 
 
-def test_host_acl_entries_kept_guest_key_added_once_and_guest_acl(tmp_path, args):
+def test_host_acl_entries_kept_guest_key_added_once_and_guest_acl(tmp_path, args, ansible_module):
     host = tmp_path / "host-guix"
     host.mkdir()
     other_secret, other_public = guix.generate_guix_key()
@@ -225,7 +225,7 @@ def test_host_acl_entries_kept_guest_key_added_once_and_guest_acl(tmp_path, args
     (host / "signing-key.pub").write_bytes(host_public)
     existing = trust.acl_dump([sexp.sexp_parse(other_public)])
     (host / "acl").write_bytes(existing)
-    done = run(args)
+    done = run(ansible_module, args)
     assert not done.get("failed"), done
     guest_pub = sexp.sexp_parse(done["guix_public_key"].encode())
     host_keys = trust.parse_acl((host / "acl").read_bytes())
@@ -234,32 +234,32 @@ def test_host_acl_entries_kept_guest_key_added_once_and_guest_acl(tmp_path, args
     assert guest_acl == [sexp.sexp_parse(host_public), sexp.sexp_parse(other_public)]
     acl_bytes = (host / "acl").read_bytes()
     # Second run: nothing added twice, nothing rewritten.
-    assert run(args)["changed"] is False
+    assert run(ansible_module, args)["changed"] is False
     assert (host / "acl").read_bytes() == acl_bytes
     # Replacing the guest key swaps it in the host ACL, still once.
-    again = run(dict(args, regenerate="always"))
+    again = run(ansible_module, dict(args, regenerate="always"))
     new_pub = sexp.sexp_parse(again["guix_public_key"].encode())
     assert trust.parse_acl((host / "acl").read_bytes()) == [new_pub, sexp.sexp_parse(other_public)]
     nix_conf = open(args["host_nix_conf"]).read()
     assert again["nix_public_key"] in nix_conf and done["nix_public_key"] not in nix_conf
 
 
-def test_nix_conf_line_edited_in_place(tmp_path, args):
+def test_nix_conf_line_edited_in_place(tmp_path, args, ansible_module):
     conf = tmp_path / "host-nix" / "nix.conf"
     conf.parent.mkdir()
     conf.write_text("# managed elsewhere\ntrusted-public-keys = cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=\n"
                     "sandbox = true\n")
-    done = run(args)
+    done = run(ansible_module, args)
     lines = conf.read_text().splitlines()
     assert lines[0] == "# managed elsewhere" and lines[2] == "sandbox = true"
     assert lines[1] == ("trusted-public-keys = cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY= "
                         + done["nix_public_key"])
-    assert run(args)["changed"] is False
+    assert run(ansible_module, args)["changed"] is False
 
 
-def test_private_material_never_in_verbose_output(args):
+def test_private_material_never_in_verbose_output(args, ansible_module):
     args = dict(args, ssh_host_key_types=list(TYPES))
-    results, output = play([(args, False), (args, False)], verbosity=3)
+    results, output = play(ansible_module, [(args, False), (args, False)], verbosity=3)
     assert not results[0].get("failed"), results[0]
     assert "ESTABLISH LOCAL CONNECTION" in output or "<localhost>" in output  # really -vvv
     leaked = []
@@ -290,46 +290,61 @@ def test_private_material_never_in_verbose_output(args):
     assert not leaked, leaked
 
 
+# Each bad input and (a part of) the message the user sees; docs/security.md lists them.
 BAD_INPUTS = [
-    ({"ssh_host_key_types": ["ed25519", "dsa"]}, "ssh_host_key_types"),
-    ({"ssh_rsa_bits": 2048}, "3072"),
-    ({"name": "a/b"}, "single path component"),
-    ({"name": ".."}, "single path component"),
-    ({"nix_key_name": "a:b"}, "nix_key_name"),
-    ({"signing_keys": ["guix", "pgp"]}, "signing_keys"),
-    ({"regenerate": "sometimes"}, "regenerate"),
+    ({"ssh_host_key_types": ["ed25519", "dsa"]}, "value of ssh_host_key_types must be one or more of"),
+    ({"ssh_rsa_bits": 2048}, "ssh_rsa_bits=2048 is too small: RSA keys need 3072 bits or more"),
+    ({"name": "a/b"}, "name 'a/b' must be a single path component"),
+    ({"name": ".."}, "name '..' must be a single path component"),
+    ({"name": "-x"}, "name '-x' must be a single path component"),
+    ({"name": "a b"}, "name 'a b' may only contain letters, digits and . _ @ + -"),
+    ({"offloading_user": "../root"}, "offloading_user: name '../root' must be a single path component"),
+    ({"nix_key_name": "a:b"}, "nix_key_name 'a:b' must be non-empty, without ':' or spaces"),
+    ({"nix_key_name": "a b"}, "nix_key_name 'a b' must be non-empty, without ':' or spaces"),
+    ({"ssh_port": 0}, "ssh_port=0 is not a TCP port"),
+    ({"ssh_port": 65536}, "ssh_port=65536 is not a TCP port"),
+    ({"signing_keys": ["guix", "pgp"]}, "value of signing_keys must be one or more of"),
+    ({"regenerate": "sometimes"}, "value of regenerate must be one of"),
 ]
 
 
-def test_bad_inputs_fail_clearly(args):
-    results, _out = play([(dict(args, **change), False) for change, _msg in BAD_INPUTS])
-    for (change, msg), done in zip(BAD_INPUTS, results):
+def _tree(top):
+    return sorted(os.path.join(d, n) for d, dirs, files in os.walk(str(top)) for n in dirs + files)
+
+
+def test_bad_inputs_fail_clearly(tmp_path, args, ansible_module):
+    before = _tree(tmp_path)
+    results, _out = play(ansible_module, [(dict(args, **change), check) for change, _msg in BAD_INPUTS
+                                          for check in (True, False)])
+    for (change, msg), done in zip([case for case in BAD_INPUTS for _check in (True, False)], results):
         assert done.get("failed") and msg in done["msg"], (change, done)
         # ansible-core >= 2.19 adds exception="(traceback unavailable)" to every failure;
         # what matters is that no Python traceback reached the user.
         assert "Traceback" not in done["msg"], (change, done)
         assert "Traceback" not in done.get("exception", ""), (change, done)
+        assert not done.get("changed"), (change, done)
+    assert _tree(tmp_path) == before
     assert not os.path.exists(args["secret_root"])
 
 
-def test_host_acl_that_is_not_an_acl_fails(tmp_path, args):
+def test_host_acl_that_is_not_an_acl_fails(tmp_path, args, ansible_module):
     host = tmp_path / "host-guix"
     host.mkdir()
     (host / "acl").write_text("(public-key (ecc (curve Ed25519) (q #00#)))\n")
-    done = run(args)
+    done = run(ansible_module, args)
     assert done.get("failed") and str(host / "acl") in done["msg"] and "not a Guix ACL" in done["msg"], done
     assert not os.path.exists(args["secret_root"])
     (host / "acl").unlink()
     (host / "acl").mkdir()  # unreadable as a file
-    done = run(args)
+    done = run(ansible_module, args)
     assert done.get("failed") and "cannot read Guix ACL" in done["msg"] and str(host / "acl") in done["msg"], done
 
 
-def test_regenerate_fail_refuses_a_smaller_rsa_key(args):
-    run(dict(args, ssh_host_key_types=["rsa"], ssh_rsa_bits=3072, signing_keys=[]))
-    done = run(dict(args, ssh_host_key_types=["rsa"], ssh_rsa_bits=4096, signing_keys=[], regenerate="fail"))
+def test_regenerate_fail_refuses_a_smaller_rsa_key(args, ansible_module):
+    run(ansible_module, dict(args, ssh_host_key_types=["rsa"], ssh_rsa_bits=3072, signing_keys=[]))
+    done = run(ansible_module, dict(args, ssh_host_key_types=["rsa"], ssh_rsa_bits=4096, signing_keys=[], regenerate="fail"))
     assert done.get("failed") and "3072-bit" in done["msg"] and "ssh_host_rsa_key" in done["msg"], done
-    kept = run(dict(args, ssh_host_key_types=["rsa"], ssh_rsa_bits=4096, signing_keys=[]))
+    kept = run(ansible_module, dict(args, ssh_host_key_types=["rsa"], ssh_rsa_bits=4096, signing_keys=[]))
     assert kept["changed"] is False and kept["ssh_host_keys"]["rsa"]["bits"] == 3072
 
 
@@ -346,7 +361,7 @@ def _snapshot(path):
 
 @pytest.mark.parametrize("where", ["etc/ssh", "etc/ssh/ssh_host_ed25519_key", "etc",
                                    "etc/guix/signing-key.sec", "root"])
-def test_finding4_symlinks_in_secret_root_are_refused(tmp_path, where):
+def test_finding4_symlinks_in_secret_root_are_refused(tmp_path, where, ansible_module):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     victim = elsewhere / "victim"
@@ -362,23 +377,23 @@ def test_finding4_symlinks_in_secret_root_are_refused(tmp_path, where):
         target.parent.mkdir(parents=True)
         os.symlink(str(victim) if "key" in where or "sec" in where else str(elsewhere), str(target))
     before = _snapshot(tmp_path)
-    res = run(args)
+    res = run(ansible_module, args)
     assert res.get("failed") and "symbolic link" in res["msg"], res
     assert _snapshot(tmp_path) == before
     assert victim.read_text() == "keep\n" and (victim.stat().st_mode & 0o777) == 0o644
 
 
-def test_finding4_foreign_owner_refused(tmp_path):
+def test_finding4_foreign_owner_refused(tmp_path, ansible_module):
     args = base_args(tmp_path, ssh_host_key_types=["ed25519"])
     root = tmp_path / "secrets" / "vm1"
     root.mkdir(parents=True)
     os.chown(str(root), 12345, 12345)
-    res = run(args)
+    res = run(ansible_module, args)
     assert res.get("failed") and "owned by uid 12345" in res["msg"], res
     assert os.listdir(str(root)) == []
 
 
-def test_finding4_host_files_behind_links_are_followed_and_stay_links(tmp_path):
+def test_finding4_host_files_behind_links_are_followed_and_stay_links(tmp_path, ansible_module):
     real_guix = tmp_path / "real-guix"
     real_guix.mkdir()
     host_guix = tmp_path / "host-guix"
@@ -389,7 +404,7 @@ def test_finding4_host_files_behind_links_are_followed_and_stay_links(tmp_path):
     conf = tmp_path / "nix.conf"
     os.symlink(str(real_conf), str(conf))
     args = base_args(tmp_path, ssh_host_key_types=["ed25519"], host_nix_conf=str(conf))
-    res = run(args)
+    res = run(ansible_module, args)
     assert not res.get("failed"), res
     assert os.path.islink(str(host_guix / "acl")) and os.path.islink(str(conf))
     assert b"(acl" in (real_guix / "acl").read_bytes()

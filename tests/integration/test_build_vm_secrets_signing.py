@@ -40,14 +40,14 @@ def _gcrypt():
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
+def generated(tmp_path_factory, ansible_module):
     tmp = tmp_path_factory.mktemp("signing")
     host = tmp / "host-guix"
     host.mkdir()
     host_secret, host_public = guix.generate_guix_key()
     (host / "signing-key.pub").write_bytes(host_public)
     args = base_args(tmp, name="sig", ssh_host_key_types=["ed25519"])
-    done = run(args)
+    done = run(ansible_module, args)
     assert not done.get("failed"), done
     root = args["secret_root"]
     return {"done": done, "tmp": tmp, "host": host, "host_public": host_public,

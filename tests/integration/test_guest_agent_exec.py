@@ -11,15 +11,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import images_common  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 QEMU_GA = shutil.which("qemu-ga") or "/usr/sbin/qemu-ga"
@@ -28,9 +24,9 @@ SAFE = {"guest-sync-delimited", "guest-sync", "guest-ping", "guest-info", "guest
         "guest-get-host-name", "guest-network-get-interfaces", "guest-get-timezone", "guest-get-time"}
 
 
-def run_module(args, check=False):
-    """Run the module once on localhost; return its registered result."""
-    return images_common.run_module("guest_agent_exec", args, check=check)
+def run_module(run, args, check=False):
+    """Run the module once through the ``ansible_module`` fixture ``run``; return its registered result."""
+    return run("guest_agent_exec", args, check=check)
 
 
 def _blocked_rpcs():
@@ -102,9 +98,9 @@ def _os_release():
     return values
 
 
-def test_ping_check_then_real(agent):
+def test_ping_check_then_real(agent, ansible_module):
     for check in (True, False, True, False):
-        res = run_module({"socket": agent.path, "command": "guest-ping"}, check=check)
+        res = run_module(ansible_module, {"socket": agent.path, "command": "guest-ping"}, check=check)
         assert not res.get("failed"), res
         assert res["changed"] is False
         assert res["sent"] is True
@@ -112,23 +108,23 @@ def test_ping_check_then_real(agent):
         assert res["attempts"] == 1
 
 
-def test_osinfo_and_interfaces(agent):
-    res = run_module({"socket": agent.path, "command": "guest-get-osinfo"})
+def test_osinfo_and_interfaces(agent, ansible_module):
+    res = run_module(ansible_module, {"socket": agent.path, "command": "guest-get-osinfo"})
     assert not res.get("failed"), res
     assert res["result"]["id"] == _os_release()["ID"]
     assert res["result"]["version-id"] == _os_release()["VERSION_ID"]
-    res = run_module({"socket": agent.path, "command": "guest-network-get-interfaces"})
+    res = run_module(ansible_module, {"socket": agent.path, "command": "guest-network-get-interfaces"})
     assert not res.get("failed"), res
     assert "lo" in [i["name"] for i in res["result"]]
-    res = run_module({"socket": agent.path, "command": "guest-info"})
+    res = run_module(ansible_module, {"socket": agent.path, "command": "guest-info"})
     enabled = {c["name"]: c["enabled"] for c in res["result"]["supported_commands"]}
     assert enabled["guest-ping"] is True
     assert enabled["guest-exec"] is False
     assert enabled["guest-shutdown"] is False
 
 
-def test_blocked_guest_exec_is_refused_by_the_agent(agent):
-    res = run_module({"socket": agent.path, "command": "guest-exec",
+def test_blocked_guest_exec_is_refused_by_the_agent(agent, ansible_module):
+    res = run_module(ansible_module, {"socket": agent.path, "command": "guest-exec",
                       "arguments": {"path": "/bin/true", "capture-output": True}})
     assert res["failed"] is True
     assert res["reason"] == "agent"
@@ -138,38 +134,38 @@ def test_blocked_guest_exec_is_refused_by_the_agent(agent):
     assert res["changed"] is False
 
 
-def test_state_changing_command_in_check_mode_is_not_sent(agent):
-    res = run_module({"socket": agent.path, "command": "guest-shutdown"}, check=True)
+def test_state_changing_command_in_check_mode_is_not_sent(agent, ansible_module):
+    res = run_module(ansible_module, {"socket": agent.path, "command": "guest-shutdown"}, check=True)
     assert not res.get("failed"), res
     assert res["changed"] is True
     assert res["sent"] is False
     assert res["result"] is None
     # a real run reaches the agent, which refuses it here (blocked), with its own words
-    res = run_module({"socket": agent.path, "command": "guest-shutdown"})
+    res = run_module(ansible_module, {"socket": agent.path, "command": "guest-shutdown"})
     assert res["failed"] is True
     assert res["error_class"] == "CommandNotFound"
 
 
-def test_unknown_arguments_error_reply(agent):
-    res = run_module({"socket": agent.path, "command": "guest-ping", "arguments": {"bogus": 1}})
+def test_unknown_arguments_error_reply(agent, ansible_module):
+    res = run_module(ansible_module, {"socket": agent.path, "command": "guest-ping", "arguments": {"bogus": 1}})
     assert res["failed"] is True
     assert res["error_class"] == "GenericError"
     assert "bogus" in res["error_desc"]
 
 
-def test_missing_socket_fails_fast(workdir):
+def test_missing_socket_fails_fast(workdir, ansible_module):
     path = os.path.join(workdir, "absent.sock")
     for check in (True, False):
-        res = run_module({"socket": path, "command": "guest-ping", "timeout": 3}, check=check)
+        res = run_module(ansible_module, {"socket": path, "command": "guest-ping", "timeout": 3}, check=check)
         assert res["failed"] is True
         assert res["reason"] == "missing"
         assert "does not exist" in res["msg"]
 
 
-def test_not_a_socket_fails_fast(workdir):
+def test_not_a_socket_fails_fast(workdir, ansible_module):
     path = os.path.join(workdir, "plain-file")
     pathlib.Path(path).write_text("not a socket\n")
-    res = run_module({"socket": path, "command": "guest-ping", "timeout": 3, "wait_for": True,
+    res = run_module(ansible_module, {"socket": path, "command": "guest-ping", "timeout": 3, "wait_for": True,
                       "wait_timeout": 60})
     assert res["failed"] is True
     assert res["reason"] == "not_socket"
@@ -177,16 +173,16 @@ def test_not_a_socket_fails_fast(workdir):
     assert res["attempts"] == 1
     fifo = os.path.join(workdir, "fifo")
     os.mkfifo(fifo)
-    res = run_module({"socket": fifo, "command": "guest-ping", "timeout": 3})
+    res = run_module(ansible_module, {"socket": fifo, "command": "guest-ping", "timeout": 3})
     assert res["reason"] == "not_socket"
 
 
-def test_dead_socket_and_silent_listener_time_out(workdir):
+def test_dead_socket_and_silent_listener_time_out(workdir, ansible_module):
     dead = os.path.join(workdir, "dead.sock")
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(dead)
     s.close()
-    res = run_module({"socket": dead, "command": "guest-ping", "timeout": 3})
+    res = run_module(ansible_module, {"socket": dead, "command": "guest-ping", "timeout": 3})
     assert res["failed"] is True
     assert res["reason"] == "refused"
     # a listener that accepts and never answers (QEMU's chardev with no agent behind it)
@@ -195,7 +191,7 @@ def test_dead_socket_and_silent_listener_time_out(workdir):
     listener.bind(silent)
     listener.listen(4)
     try:
-        res = run_module({"socket": silent, "command": "guest-ping", "timeout": 2})
+        res = run_module(ansible_module, {"socket": silent, "command": "guest-ping", "timeout": 2})
         assert res["failed"] is True
         assert res["reason"] == "timeout"
         assert 1.9 <= res["elapsed"] < 10, res
@@ -204,7 +200,7 @@ def test_dead_socket_and_silent_listener_time_out(workdir):
         listener.close()
 
 
-def test_wait_for_an_agent_that_starts_later(workdir):
+def test_wait_for_an_agent_that_starts_later(workdir, ansible_module):
     """A channel whose agent is not up yet (QEMU accepts, nobody answers), then the agent.
 
     A placeholder listener accepts and hangs up (what a booting VM's chardev looks like to
@@ -231,7 +227,7 @@ def test_wait_for_an_agent_that_starts_later(workdir):
     swapper = threading.Thread(target=swap, daemon=True)
     swapper.start()
     try:
-        res = run_module({"socket": late.path, "command": "guest-ping", "wait_for": True,
+        res = run_module(ansible_module, {"socket": late.path, "command": "guest-ping", "wait_for": True,
                           "wait_timeout": 120, "timeout": 5})
         swapper.join(30)
         assert not errors, errors
@@ -243,11 +239,11 @@ def test_wait_for_an_agent_that_starts_later(workdir):
         late.stop()
 
 
-def test_bad_parameters(workdir):
-    res = run_module({"socket": os.path.join(workdir, "x.sock"), "command": "guest-ping", "timeout": 0})
+def test_bad_parameters(workdir, ansible_module):
+    res = run_module(ansible_module, {"socket": os.path.join(workdir, "x.sock"), "command": "guest-ping", "timeout": 0})
     assert res["failed"] is True
     assert "timeout must be a positive number" in res["msg"]
-    res = run_module({"socket": os.path.join(workdir, "x.sock"), "command": "  "})
+    res = run_module(ansible_module, {"socket": os.path.join(workdir, "x.sock"), "command": "  "})
     assert res["failed"] is True
     assert "command must not be empty" in res["msg"]
 

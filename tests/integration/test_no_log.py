@@ -3,22 +3,17 @@
 
 Each test plants a unique secret, runs the module (or the libvirt role's TLS
 tasks) with ansible-playbook -vvv and greps everything Ansible printed."""
-import os
-import sys
 import uuid
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from images_common import run_module, run_play  # noqa: E402
 
 
 def _secret():
     return "PLANTED-%s" % uuid.uuid4().hex
 
 
-def test_iso9660_cidata_and_content_not_logged(tmp_path):
+def test_iso9660_cidata_and_content_not_logged(tmp_path, ansible_module):
     key, password, body = _secret(), _secret(), _secret()
     out = []
-    res = run_module("iso9660", {
+    res = ansible_module("iso9660", {
         "path": str(tmp_path / "seed.iso"),
         "content": [{"dest": "/secret.txt", "content": body}],
         "cidata": {"user_data": {"users": [{"name": "u", "ssh_authorized_keys": [key],
@@ -31,10 +26,10 @@ def test_iso9660_cidata_and_content_not_logged(tmp_path):
         assert secret not in text
 
 
-def test_guest_agent_exec_arguments_not_logged(tmp_path):
+def test_guest_agent_exec_arguments_not_logged(tmp_path, ansible_module):
     secret = _secret()
     out = []
-    res = run_module("guest_agent_exec", {
+    res = ansible_module("guest_agent_exec", {
         "socket": str(tmp_path / "no-such.sock"), "command": "guest-exec",
         "arguments": {"path": "/bin/sh", "arg": ["-c", "echo %s" % secret]}},
         verbosity=3, output=out)
@@ -43,7 +38,7 @@ def test_guest_agent_exec_arguments_not_logged(tmp_path):
     assert "module_args" in text and secret not in text
 
 
-def test_libvirt_tls_deploy_does_not_print_keys(tmp_path):
+def test_libvirt_tls_deploy_does_not_print_keys(tmp_path, ansible_module):
     key, cert, ca = _secret(), _secret(), _secret()
     play = [{"hosts": "localhost", "gather_facts": False,
              "vars": {"libvirt_key_file": str(tmp_path / "private" / "key.pem"),
@@ -54,7 +49,7 @@ def test_libvirt_tls_deploy_does_not_print_keys(tmp_path):
              "tasks": [{"name": "TLS files", "ansible.builtin.include_role": {
                  "name": "vmhost.virt.libvirt", "tasks_from": "tls_deploy"}}],
              "handlers": []}]
-    proc = run_play(play, verbosity=3, env={"ANSIBLE_ROLES_PATH": ""})
+    proc = ansible_module.play(play, verbosity=3, env={"ANSIBLE_ROLES_PATH": ""})
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-3000:]
     assert (tmp_path / "private" / "key.pem").read_text() == key, text[-3000:]
