@@ -115,7 +115,7 @@ def main():
         with open(inv, "w") as f:
             json.dump(inventory, f)
         for label, roles, converge in ROLE_RUNS:
-            book = os.path.join(work, "play-%s.yml" % "-".join(r.split(".")[-1] for r in roles))
+            book = os.path.join(work, "play-%s.yml" % "-".join(r.rsplit(".", maxsplit=1)[-1] for r in roles))
             with open(book, "w") as f:
                 json.dump(role_play(roles, name), f)
             first = playbook(inv, book, book + ".converge.log") if converge else None
