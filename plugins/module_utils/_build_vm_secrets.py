@@ -77,13 +77,17 @@ class SecretsBackend(Backend):
         return os.path.realpath(path) if os.path.islink(path) else path
 
     def lock_dir(self, path):
-        """Hold an exclusive flock on directory ``path`` until the module exits (guix archive
+        """Hold an exclusive flock on directory ``path`` until the run ends (guix archive
         --authorize and other runs of this module wait)."""
         if self.check_mode or not os.path.isdir(path):
             return
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         fcntl.flock(fd, fcntl.LOCK_EX)
         self.locks.append(fd)
+
+    def close(self):
+        while self.locks:
+            os.close(self.locks.pop())  # closing the descriptor releases the flock
 
     # -- directories and modes --------------------------------------------
     def ensure_dir(self, path, mode, enforce=True):

@@ -58,8 +58,8 @@ class Backend(object):
 
     Subclasses implement :meth:`plan` (a generator, or a function returning a list, of
     :class:`Change`) and put their return values in ``self.result``.  Optional hooks:
-    :meth:`finish` (after the plan, e.g. read back what the system reports) and
-    :meth:`diff` (a structured diff instead of the default before/after lines).
+    :meth:`finish` (after the plan, e.g. read back what the system reports),
+    :meth:`close` (always, last) and :meth:`diff` (a structured diff instead of the default before/after lines).
     ``report_actions`` says whether the result carries the ``actions`` list.
     """
 
@@ -80,6 +80,9 @@ class Backend(object):
 
     def finish(self):
         """Called once the plan is exhausted (applied, or not in check mode)."""
+
+    def close(self):
+        """Called last, whether the plan succeeded or failed (release locks, remove temporary files)."""
 
     def diff(self):
         """The ``diff`` return value; by default the before and after lines of every change.
@@ -126,6 +129,8 @@ class Backend(object):
             failure.update(exc.result)
             exc.result = failure
             raise
+        finally:
+            self.close()
         result = dict(self.result)
         result.update(self._summary())
         if diff:
