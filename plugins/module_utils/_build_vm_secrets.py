@@ -211,15 +211,10 @@ class SecretsBackend(Backend):
                     yield from self.install_files([(pub, public, 0o644)], verb="re-derived")
                 else:
                     public = current
-                yield from self.ensure_mode(sec, 0o600)
-                yield from self.ensure_mode(pub, 0o644)
+                yield from self.keep_modes(sec, pub)
                 return public, None
             old_q = q
-        if self.check_mode:
-            yield from self.install_files([(pub, b"", 0o644), (sec, b"", 0o600)], replaced_private=[sec])
-            return None, old_q
-        secret, public = guix.generate_guix_key()
-        yield from self.install_files([(pub, public, 0o644), (sec, secret, 0o600)], replaced_private=[sec] if data is not None else [])
+        public = yield from self.new_pair(sec, pub, guix.generate_guix_key, data is not None)
         return public, old_q
 
     def nix_pair(self, sec, pub):
@@ -241,17 +236,30 @@ class SecretsBackend(Backend):
                 current = self.read(pub, "Nix public key")
                 if current is None or current.decode("ascii", "replace").strip() != public:
                     yield from self.install_files([(pub, public.encode("ascii"), 0o644)], verb="re-derived")
-                yield from self.ensure_mode(sec, 0o600)
-                yield from self.ensure_mode(pub, 0o644)
+                yield from self.keep_modes(sec, pub)
                 return public, None
             old_public = public
+
+        def generate():
+            return tuple(line.encode("ascii") for line in nix.generate_nix_key(p["nix_key_name"]))
+        public = yield from self.new_pair(sec, pub, generate, data is not None)
+        return (public.decode("ascii") if public is not None else None), old_public
+
+    def keep_modes(self, private, public):
+        """An existing pair keeps its content; only the modes are enforced."""
+        yield from self.ensure_mode(private, 0o600)
+        yield from self.ensure_mode(public, 0o644)
+
+    def new_pair(self, sec, pub, generate, replacing):
+        """Install the ``(secret, public)`` bytes ``generate()`` makes, public half first; return the
+        public bytes, or None in check mode (nothing is generated: the plan says what would be written)."""
         if self.check_mode:
             yield from self.install_files([(pub, b"", 0o644), (sec, b"", 0o600)], replaced_private=[sec])
-            return None, old_public
-        secret, public = nix.generate_nix_key(p["nix_key_name"])
-        yield from self.install_files([(pub, public.encode("ascii"), 0o644), (sec, secret.encode("ascii"), 0o600)],
-                                      replaced_private=[sec] if data is not None else [])
-        return public, old_public
+            return None
+        secret, public = generate()
+        yield from self.install_files([(pub, public, 0o644), (sec, secret, 0o600)],
+                                      replaced_private=[sec] if replacing else [])
+        return public
 
     # -- host side ---------------------------------------------------------
     def host_acl_keys(self, path):
