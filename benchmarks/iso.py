@@ -1,18 +1,21 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Race vmhost.virt.iso9660 against `xorriso -as mkisofs -R -J` on a 1 GiB tree.
+"""Race vmhost.virt.iso9660 against `xorriso -as mkisofs -R -J` on two trees.
 
-The tree (generated in a temporary directory under /tmp, removed afterwards) holds many
-small files (1 byte to 16 KiB, spread over 1 000 directories) for half of its size and
-four large files for the other half. Timed, best of --rounds:
+Tree 1 (generated in a temporary directory under /tmp, removed afterwards) holds many
+small files (1 byte to 16 KiB, spread over 1 000 directories) for half of its 1 GiB and
+four large files for the other half; tree 2 is 300 MB of ~35 000 small files with a
+symbolic link every 13 files (a docs tree or a root file system). Timed, best of --rounds:
 
   reference    xorriso -as mkisofs -R -J -o OUT TREE
   library      module_utils.iso (plan, writer): plan (walk + validate) and build (reproducible)
   module       `ansible localhost -m vmhost.virt.iso9660` writing a new image
-  module-again the same task once more: the stream equals the image, nothing written, changed=false
+  module-again the same task once more: decided from the plan digest recorded on the image
   ping         `ansible localhost -m ansible.builtin.ping`: Ansible's own fixed cost in "module"
   pycdlib      the pure-Python candidate backend (no date normalisation, for the choice)
 
-Usage: .venv/bin/python benchmarks/iso.py [--size BYTES] [--rounds N] [--no-pycdlib]
+Ends with the rows of issue 13's table, each beside its reference and its goal, met or missed.
+
+Usage: .venv/bin/python benchmarks/iso.py [--size BYTES] [--links-size BYTES] [--rounds N] [--no-pycdlib]
 """
 import argparse
 import json
@@ -77,82 +80,132 @@ def race(contenders, rounds):
     return best
 
 
+def make_link_tree(root, total, seed=7):
+    """A docs/root-fs-like tree: ~``total`` bytes of small files (1 byte to 16 KiB, most under
+    8 KiB) and one symbolic link every 13 files; returns (files, links)."""
+    rnd = random.Random(seed)
+    used, k, links = 0, 0, 0
+    while used < total:
+        d = os.path.join(root, "pkg%03d" % (k % 300), "share%d" % ((k // 300) % 4))
+        os.makedirs(d, exist_ok=True)
+        size = min(rnd.randint(1, 8192) if rnd.random() < 0.9 else rnd.randint(8192, 16384), total - used)
+        name = "f-%06d.txt" % k
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(rnd.randbytes(max(size, 1)))
+        if k % 13 == 0:
+            os.symlink(name, os.path.join(d, "l-%06d" % k))
+            links += 1
+        used += max(size, 1)
+        k += 1
+    return k, links
+
+
+def race_tree(work, tag, tree, rounds, pycdlib=False):
+    """Best wall/CPU seconds of each way of imaging ``tree``."""
+    ref_out = os.path.join(work, tag + "-ref.iso")
+    ours_out = os.path.join(work, tag + "-ours.iso")
+    mod_out = os.path.join(work, tag + "-mod.iso")
+
+    def rm(*paths):
+        return lambda: [os.unlink(p) for p in paths if os.path.exists(p)]
+
+    def reference():
+        subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", ref_out, tree],
+                       check=True, stderr=subprocess.DEVNULL)
+
+    def library():
+        plan = isoplan.make_plan(files=[{"src": tree, "dest": "/"}], volume_id="bench")
+        writer.build_file(plan, ours_out)
+
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLL, PYTHONPATH=COLL, ANSIBLE_NOCOLOR="1")
+    task = json.dumps({"path": mod_out, "files": [{"src": tree, "dest": "/"}], "volume_id": "bench"})
+    cmd = [os.path.join(ROOT, ".venv", "bin", "ansible"), "localhost", "-e",
+           "ansible_python_interpreter=" + sys.executable, "-m", "vmhost.virt.iso9660", "-a", task]
+
+    def module():
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              check=False)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stdout)
+        return proc.stdout
+
+    ping = [os.path.join(ROOT, ".venv", "bin", "ansible"), "localhost", "-e",
+            "ansible_python_interpreter=" + sys.executable, "-m", "ansible.builtin.ping"]
+
+    def ansible_ping():
+        subprocess.run(ping, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+    contenders = [
+        ("ping", ansible_ping, None),
+        ("reference", reference, rm(ref_out)),
+        ("library", library, rm(ours_out)),
+        ("module", module, rm(mod_out)),
+        ("module-again", module, None),
+    ]
+    if pycdlib:
+        pyc_out = os.path.join(work, tag + "-pycdlib.iso")
+        contenders.append(("pycdlib", lambda: pycdlib_build(tree, pyc_out), rm(pyc_out)))
+    best = race(contenders, rounds)
+    assert '"changed": false' in module(), "second run reported a change"
+    same = writer.sha256_file(ours_out) == writer.sha256_file(mod_out)
+    size = os.path.getsize(mod_out)
+    print("%s: image %.0f MiB; library and module images identical: %s" % (tag, size / 2 ** 20, same))
+    ref_wall, ref_cpu = best["reference"]
+    labels = [("ping", "ansible localhost -m ping (overhead)"), ("reference", "xorriso -as mkisofs -R -J"),
+              ("library", "library (plan + reproducible build)"),
+              ("module", "module, new image"), ("module-again", "module, unchanged (idempotent)"),
+              ("pycdlib", "pycdlib candidate (no date fixing)")]
+    print("%-36s %8s %6s %8s %6s" % ("best of %d" % rounds, "wall s", "ratio", "CPU s", "ratio"))
+    for key, label in labels:
+        if key in best:
+            wall, cpu = best[key]
+            print("%-36s %8.2f %6.2f %8.2f %6.2f" % (label, wall, wall / ref_wall, cpu, cpu / ref_cpu))
+    for path in (ref_out, ours_out, mod_out):
+        if os.path.exists(path):
+            os.unlink(path)
+    return best
+
+
+def issue_rows(rows):
+    """The table of issue 13: each row beside its reference, with its goal met or missed."""
+    print("\n| benchmark | ours | reference | ratio | goal | |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, ours, ref, goal in rows:
+        ratio = ours / ref
+        print("| %s | %.2f s | xorriso %.2f s | %.2fx | <= %.1fx | %s |"
+              % (label, ours, ref, ratio, goal, "met" if ratio <= goal else "missed"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=1 << 30)
+    ap.add_argument("--size", type=int, default=1 << 30, help="bytes of the first tree")
+    ap.add_argument("--links-size", type=int, default=300 * 10 ** 6, help="bytes of the second tree")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-pycdlib", action="store_true")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="vmhost-iso-bench-", dir="/tmp")
     try:
-        tree = os.path.join(work, "tree")
-        os.mkdir(tree)
+        big = os.path.join(work, "big")
+        os.mkdir(big)
         t = time.monotonic()
-        nfiles = make_tree(tree, args.size)
-        print("tree: %d small files + 4 large, %.0f MiB, generated in %.1f s"
+        nfiles = make_tree(big, args.size)
+        print("tree 1: %d small files + 4 large, %.0f MiB, generated in %.1f s"
               % (nfiles, args.size / 2 ** 20, time.monotonic() - t))
-        ref_out = os.path.join(work, "ref.iso")
-        ours_out = os.path.join(work, "ours.iso")
-        mod_out = os.path.join(work, "mod.iso")
-
-        def rm(*paths):
-            return lambda: [os.unlink(p) for p in paths if os.path.exists(p)]
-
-        def reference():
-            subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", ref_out, tree],
-                           check=True, stderr=subprocess.DEVNULL)
-
-        def library():
-            plan = isoplan.make_plan(files=[{"src": tree, "dest": "/"}], volume_id="bench")
-            writer.build_file(plan, ours_out)
-
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLL, PYTHONPATH=COLL, ANSIBLE_NOCOLOR="1")
-        task = json.dumps({"path": mod_out, "files": [{"src": tree, "dest": "/"}], "volume_id": "bench"})
-        cmd = [os.path.join(ROOT, ".venv", "bin", "ansible"), "localhost", "-e",
-               "ansible_python_interpreter=" + sys.executable, "-m", "vmhost.virt.iso9660", "-a", task]
-
-        def module():
-            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  check=False)
-            if proc.returncode != 0:
-                raise SystemExit(proc.stdout)
-            return proc.stdout
-
-        ping = [os.path.join(ROOT, ".venv", "bin", "ansible"), "localhost", "-e",
-                "ansible_python_interpreter=" + sys.executable, "-m", "ansible.builtin.ping"]
-
-        def ansible_ping():
-            subprocess.run(ping, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-
-        contenders = [
-            ("ping", ansible_ping, None),
-            ("reference", reference, rm(ref_out)),
-            ("library", library, rm(ours_out)),
-            ("module", module, rm(mod_out)),
-            ("module-again", module, None),
-        ]
-        if not args.no_pycdlib:
-            pyc_out = os.path.join(work, "pycdlib.iso")
-            contenders.append(("pycdlib", lambda: pycdlib_build(tree, pyc_out), rm(pyc_out)))
-        best = race(contenders, args.rounds)
-        assert '"changed": false' in module(), "second run reported a change"
-        same = writer.sha256_file(ours_out) == writer.sha256_file(mod_out)
-
-        size = os.path.getsize(mod_out)
-        print("image: %.0f MiB; library and module images identical: %s" % (size / 2 ** 20, same))
-        ref_wall, ref_cpu = best["reference"]
-        labels = [("ping", "ansible localhost -m ping (overhead)"), ("reference", "xorriso -as mkisofs -R -J"),
-                  ("library", "library (plan + reproducible build)"),
-                  ("module", "module, new image"), ("module-again", "module, unchanged (idempotent)"),
-                  ("pycdlib", "pycdlib candidate (no date fixing)")]
-        print("%-36s %8s %6s %8s %6s" % ("best of %d" % args.rounds, "wall s", "ratio", "CPU s", "ratio"))
-        for key, label in labels:
-            if key in best:
-                wall, cpu = best[key]
-                print("%-36s %8.2f %6.2f %8.2f %6.2f" % (label, wall, wall / ref_wall, cpu, cpu / ref_cpu))
-        print("goal: module within 1.3x of xorriso (wall) -> %s"
-              % ("met" if best["module"][0] / ref_wall <= 1.3 else "missed"))
+        small = os.path.join(work, "small")
+        os.mkdir(small)
+        nsmall, nlinks = make_link_tree(small, args.links_size)
+        print("tree 2: %d small files, %d symbolic links, %.0f MB" % (nsmall, nlinks, args.links_size / 1e6))
+        first = race_tree(work, "tree1", big, args.rounds, pycdlib=not args.no_pycdlib)
+        second = race_tree(work, "tree2", small, args.rounds)
+        issue_rows([
+            ("ISO of a %.0f MiB tree (%d small files + 4 large), new" % (args.size / 2 ** 20, nfiles),
+             first["module"][0], first["reference"][0], 1.3),
+            ("same ISO, unchanged (idempotent run)", first["module-again"][0], first["reference"][0], 0.5),
+            ("ISO of a %.0f MB tree of %d small files, %d symlinks, new" % (args.links_size / 1e6, nsmall, nlinks),
+             second["module"][0], second["reference"][0], 1.3),
+            ("same, unchanged", second["module-again"][0], second["reference"][0], 0.5),
+        ])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -67,8 +67,7 @@ class DiskImage(_io.FileBackend):
     def steps(self):
         if self.tools is not None and self.tools.get_bin_path("qemu-img") is None:
             raise ImageError("qemu-img was not found; install qemu-utils (Debian) or qemu-img")
-        for change in self.image_steps():
-            yield change
+        yield from self.image_steps()
         if self.after is not None:
             change = self.attributes_step(self.p["path"])
             if change is not None:

@@ -346,17 +346,11 @@ class FileBackend(Backend):
     def steps(self):
         raise NotImplementedError
 
-    def cleanup(self):
-        """Called once the run is over, whatever its outcome (remove private temp dirs)."""
-
     want_diff = False
 
     def execute(self, diff=False):
         self.want_diff = diff     # a plan may need to know (iso9660 keeps the new image to list it)
-        try:
-            return Backend.execute(self, diff)
-        finally:
-            self.cleanup()
+        return Backend.execute(self, diff)
 
     def failure_result(self):
         """Return values a refusal carries besides ``msg`` and ``changed``."""
@@ -364,8 +358,7 @@ class FileBackend(Backend):
 
     def plan(self):
         try:
-            for change in self.steps() or ():
-                yield change
+            yield from self.steps() or ()
         except self.errors as exc:
             raise ModuleFailure(str(exc), **self.failure_result())
 

@@ -123,8 +123,8 @@ class Iso9660(_io.FileBackend):
                 self.tools.warn(warning)
 
     def diff(self):
-        return self.image_diff
+        return self.image_diff or None     # unchanged: no diff, as before
 
-    def cleanup(self):
+    def close(self):
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
