@@ -143,8 +143,7 @@ class SecretsBackend(Backend):
                                   "%s: %s" % (path, "present" if existed else "absent"),
                                   "%s: %s, mode %04o" % (path, how, mode)))
         changes[0].apply = write
-        for change in changes:
-            yield change
+        yield from changes
 
     # -- key pairs ---------------------------------------------------------
     def ssh_pair(self, kind, priv, pub, extra_public=()):

@@ -125,7 +125,7 @@ def test_osinfo_and_interfaces(agent, ansible_module):
 
 def test_blocked_guest_exec_is_refused_by_the_agent(agent, ansible_module):
     res = run_module(ansible_module, {"socket": agent.path, "command": "guest-exec",
-                      "arguments": {"path": "/bin/true", "capture-output": True}})
+                                      "arguments": {"path": "/bin/true", "capture-output": True}})
     assert res["failed"] is True
     assert res["reason"] == "agent"
     assert res["error_class"] == "CommandNotFound"
@@ -166,7 +166,7 @@ def test_not_a_socket_fails_fast(workdir, ansible_module):
     path = os.path.join(workdir, "plain-file")
     pathlib.Path(path).write_text("not a socket\n")
     res = run_module(ansible_module, {"socket": path, "command": "guest-ping", "timeout": 3, "wait_for": True,
-                      "wait_timeout": 60})
+                                      "wait_timeout": 60})
     assert res["failed"] is True
     assert res["reason"] == "not_socket"
     assert "is not a unix socket" in res["msg"]
@@ -228,7 +228,7 @@ def test_wait_for_an_agent_that_starts_later(workdir, ansible_module):
     swapper.start()
     try:
         res = run_module(ansible_module, {"socket": late.path, "command": "guest-ping", "wait_for": True,
-                          "wait_timeout": 120, "timeout": 5})
+                                          "wait_timeout": 120, "timeout": 5})
         swapper.join(30)
         assert not errors, errors
         assert not res.get("failed"), res

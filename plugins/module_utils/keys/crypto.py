@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+__all__ = ("CRYPTOGRAPHY_IMPORT_ERROR", "HAS_CRYPTOGRAPHY", "ec", "ed25519", "rsa", "serialization")
+
 try:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
