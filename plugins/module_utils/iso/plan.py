@@ -102,10 +102,15 @@ class Plan(object):
         return out
 
 
-def _add(plan, entry, explicit):
-    key = tuple(name_key(p, plan.rock_ridge, plan.joliet) for p in entry.path)
+def _add(plan, entry, explicit, parent_key=None):
+    """Add ``entry`` (and its missing parent directories); returns its key.  A walked child
+    passes its directory's ``parent_key``: that parent is known to be planned as a directory."""
+    if parent_key is not None:
+        key = parent_key + (name_key(entry.path[-1], plan.rock_ridge, plan.joliet),)
+    else:
+        key = tuple(name_key(p, plan.rock_ridge, plan.joliet) for p in entry.path)
     # parents
-    for i in range(1, len(entry.path)):
+    for i in range(1, len(entry.path) if parent_key is None else 0):
         pkey = key[:i]
         parent = plan.entries.get(pkey)
         if parent is None:
@@ -115,18 +120,19 @@ def _add(plan, entry, explicit):
             raise IsoError("%s and %s both map to %s: one needs it as a directory, the other as a %s"
                            % (entry.origin, parent.origin, parent.iso_path, parent.kind))
     if not entry.path:
-        return  # the root itself
+        return key  # the root itself
     _check_name(plan, entry.path[-1], entry.kind == "dir", entry.origin, entry.path)
     other = plan.entries.get(key)
     if other is not None:
         if other.kind == "dir" and entry.kind == "dir" and not explicit:
-            return
+            return key
         if other.kind == "dir" and entry.kind == "dir" and explicit and not other.src:
             other.mode, other.origin, other.src = entry.mode, entry.origin, entry.src
-            return
+            return key
         raise IsoError("%s and %s both map to the ISO path %s; give each entry its own dest"
                        % (other.origin, entry.origin, entry.iso_path))
     plan.entries[key] = entry
+    return key
 
 
 def _check_name(plan, name, is_dir, origin, path):
@@ -154,10 +160,10 @@ def _walk(plan, src, dest_parts, origin):
                            % (origin, os.path.basename(src)))
         _add_node(plan, src, st, dest_parts, origin)
         return
-    _add(plan, Entry(dest_parts, "dir", origin, src=src, mode=stat.S_IMODE(st.st_mode)), explicit=True)
-    stack = [(src, dest_parts)]
+    key = _add(plan, Entry(dest_parts, "dir", origin, src=src, mode=stat.S_IMODE(st.st_mode)), explicit=True)
+    stack = [(src, dest_parts, key)]
     while stack:
-        directory, parts = stack.pop()
+        directory, parts, key = stack.pop()
         try:
             with os.scandir(directory) as it:
                 children = sorted(it, key=lambda d: d.name)
@@ -169,29 +175,31 @@ def _walk(plan, src, dest_parts, origin):
                 cst = child.stat(follow_symlinks=False)
             except OSError as exc:
                 raise IsoError("%s: %s cannot be read: %s" % (origin, child.path, exc.strerror or exc))
-            if _add_node(plan, child.path, cst, parts + (child.name,), origin):
-                subdirs.append((child.path, parts + (child.name,)))
+            child_key = _add_node(plan, child.path, cst, parts + (child.name,), origin, key)
+            if child_key is not None:
+                subdirs.append((child.path, parts + (child.name,), child_key))
         stack.extend(reversed(subdirs))
 
 
-def _add_node(plan, path, st, parts, origin):
-    """Add one node; True when it is a directory to descend into."""
+def _add_node(plan, path, st, parts, origin, parent_key=None):
+    """Add one node; its key when it is a directory to descend into, else None."""
     fmt = stat.S_IFMT(st.st_mode)
     if fmt == stat.S_IFDIR:
-        _add(plan, Entry(parts, "dir", origin, src=path, mode=stat.S_IMODE(st.st_mode)), explicit=True)
-        return True
+        return _add(plan, Entry(parts, "dir", origin, src=path, mode=stat.S_IMODE(st.st_mode)), explicit=True,
+                    parent_key=parent_key)
     if fmt == stat.S_IFREG:
         _add(plan, Entry(parts, "file", origin, src=path, mode=stat.S_IMODE(st.st_mode), size=st.st_size,
                          stamp=(st.st_size, st.st_mtime_ns, st.st_ctime_ns)),
-             explicit=True)
+             explicit=True, parent_key=parent_key)
     elif fmt == stat.S_IFLNK:
         if not plan.rock_ridge:
             raise IsoError("%s: %s is a symbolic link; only Rock Ridge can store links, turn rock_ridge on"
                            % (origin, path))
-        _add(plan, Entry(parts, "link", origin, src=path, mode=0o777, target=os.readlink(path)), explicit=True)
+        _add(plan, Entry(parts, "link", origin, src=path, mode=0o777, target=os.readlink(path)), explicit=True,
+             parent_key=parent_key)
     else:
         raise IsoError("%s: %s is neither a regular file, a directory nor a symbolic link" % (origin, path))
-    return False
+    return None
 
 
 def make_plan(files=None, content=None, volume_id=None, volume_uuid=None, source_date_epoch=None,
