@@ -9,7 +9,10 @@ import tempfile
 
 # One way to run a module through Ansible for every integration test (the conftest fixture
 # ansible_module wraps the same functions); re-exported for the image tests.
-from ansible_local import ansible_env, run_module, run_play  # noqa: F401
+from ansible_local import ansible_env, run_module, run_play
+
+__all__ = ["ansible_env", "forged_raw", "module_result", "run_module", "run_play", "sha256_of",
+           "sigkill_rounds", "start_module"]
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
