@@ -110,6 +110,7 @@ build: venv
 # Reference pages in docs/modules and docs/roles (antsibull-docs), the architecture picture,
 # and the HTML reference site (antsibull-docs + Sphinx) in .tmp/docs/html.
 docs: deps venv collection
+	$(PY) scripts/gen_test_table.py
 	bash scripts/build_docs.sh
 
 bench: venv collection fixtures

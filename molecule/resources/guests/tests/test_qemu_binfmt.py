@@ -1,10 +1,12 @@
-"""testinfra checks of the qemu_binfmt role (molecule/qemu_binfmt), run after the reboot."""
-import os
-
+"""testinfra checks of the qemu_binfmt role on the VMs (binfmt_misc is the kernel's),
+run after the side effect's reboot: the handlers came back from our /etc/binfmt.d files
+and a real arm64 busybox runs through them (Debian 12: qemu-user-static 7.2; Debian 13:
+qemu-user 10.0, whose -static names are links)."""
 import testinfra.utils.ansible_runner
 
-testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
-    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
+from conftest import inventory
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(inventory()).get_hosts("vms")
 
 
 def test_the_vm_did_reboot(host):
