@@ -1,4 +1,4 @@
-"""testinfra checks of molecule/libvirt_trixie: roles libvirt + virtlogd on Debian 13.
+"""testinfra checks of molecule/libvirt on Debian 13: roles libvirt + virtlogd (libvirt 11.3).
 
 Runs after converge, idempotence and side_effect (libvirt_max_clients 4001, the transient
 domain ``sitter`` started before a daemon restart and a refused switch to modular daemons).
@@ -9,7 +9,7 @@ import os
 import testinfra.utils.ansible_runner
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
-    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
+    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("trixie")
 
 VERSION = "virsh -c qemu:///system version"
 TCP = "LIBVIRT_AUTH_FILE=%s virsh -c qemu+tcp://127.0.0.1:16529/system version"
