@@ -9,7 +9,7 @@ declared below.  This script writes
 
 Run it after changing the table: `.venv/bin/python scripts/libvirt_specs.py`.
 `--check` exits 1 when a file is out of date (tests/unit/test_libvirt_specs.py runs it).
-`make docs` then regenerates docs/roles/{libvirt,virtlogd}.md from the argument specs.
+`make docs` then regenerates docs/roles/{libvirt,virtlogd}_role.rst (antsibull-docs) from the argument specs.
 """
 import argparse
 import json

@@ -45,10 +45,10 @@ def test_argument_specs_follow_the_table(role):
 
 @pytest.mark.parametrize("role", sorted(ROLES))
 def test_role_docs_list_every_variable(role):
-    page = (ROOT / "docs" / "roles" / ("%s.md" % role)).read_text()
+    page = (ROOT / "docs" / "roles" / ("%s_role.rst" % role)).read_text()
     specs = _yaml(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]
     for name in specs["options"]:
-        assert "`%s`" % name in page, "%s missing from docs/roles/%s.md (run make docs)" % (name, role)
+        assert "<strong>%s</strong>" % name in page, "%s missing from docs/roles/%s_role.rst (run make docs)" % (name, role)
 
 
 def test_user_guide_names_the_renamed_and_dropped_reference_fields():
