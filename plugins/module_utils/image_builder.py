@@ -165,6 +165,8 @@ class PartitionTable(_io.FileBackend):
     # -- the module's plan ------------------------------------------------
     def steps(self):
         self.prepare()
+        if not self.check_mode and not self.is_block:
+            clean_stale_temps(self.path)    # leftovers of killed runs, whatever this run decides
         ours = False
         if not self.diffs and not self.is_block:
             # same table and file systems: the contents are compared through the record of

@@ -64,6 +64,8 @@ class Iso9660(_io.FileBackend):
         if exists and (os.path.islink(path) or not os.path.isfile(path)):
             raise IsoError("path %s exists and is %s, not a regular file; this module writes image files only"
                            % (path, _io.describe(path)))
+        if not self.check_mode:     # leftovers of killed runs go first, whatever this run decides
+            _io.clean_stale(path, TEMP_TAG)
         digest = plan.digest(build_tools(plan))
         self.result.update(path=path, volume_id=plan.volume_id, volume_uuid=plan.volume_uuid,
                            source_date_epoch=plan.epoch, entries=len(plan.entries))
@@ -77,8 +79,6 @@ class Iso9660(_io.FileBackend):
                 yield change
             return
         keep = not self.check_mode or self.want_diff
-        if not self.check_mode:
-            _io.clean_stale(path, TEMP_TAG)
         self.workdir = _io.make_temp_dir(path, TEMP_TAG, parent=self.tmpdir if self.check_mode else None)
         candidate = os.path.join(self.workdir, os.path.basename(path))
         sink = ImageSink(path if exists else None, candidate if keep else None)
