@@ -17,6 +17,8 @@ import pytest
 from build_vm_secrets_common import base_args, b64_body, play, remove_task, run, write_task
 
 from ansible_collections.vmhost.virt.plugins.module_utils.keys import guix, sexp, ssh, trust
+from tests.fs_state import tree
+from tests.bad_inputs import SECRETS_BAD
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs openssh-client (bindep)")]
@@ -291,29 +293,16 @@ def test_private_material_never_in_verbose_output(args, ansible_module):
 
 
 # Each bad input and (a part of) the message the user sees; docs/security.md lists them.
-BAD_INPUTS = [
+BAD_INPUTS = SECRETS_BAD + [
+    # refused by the argument spec, before the backend runs
     ({"ssh_host_key_types": ["ed25519", "dsa"]}, "value of ssh_host_key_types must be one or more of"),
-    ({"ssh_rsa_bits": 2048}, "ssh_rsa_bits=2048 is too small: RSA keys need 3072 bits or more"),
-    ({"name": "a/b"}, "name 'a/b' must be a single path component"),
-    ({"name": ".."}, "name '..' must be a single path component"),
-    ({"name": "-x"}, "name '-x' must be a single path component"),
-    ({"name": "a b"}, "name 'a b' may only contain letters, digits and . _ @ + -"),
-    ({"offloading_user": "../root"}, "offloading_user: name '../root' must be a single path component"),
-    ({"nix_key_name": "a:b"}, "nix_key_name 'a:b' must be non-empty, without ':' or spaces"),
-    ({"nix_key_name": "a b"}, "nix_key_name 'a b' must be non-empty, without ':' or spaces"),
-    ({"ssh_port": 0}, "ssh_port=0 is not a TCP port"),
-    ({"ssh_port": 65536}, "ssh_port=65536 is not a TCP port"),
     ({"signing_keys": ["guix", "pgp"]}, "value of signing_keys must be one or more of"),
     ({"regenerate": "sometimes"}, "value of regenerate must be one of"),
 ]
 
 
-def _tree(top):
-    return sorted(os.path.join(d, n) for d, dirs, files in os.walk(str(top)) for n in dirs + files)
-
-
 def test_bad_inputs_fail_clearly(tmp_path, args, ansible_module):
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     results, _out = play(ansible_module, [(dict(args, **change), check) for change, _msg in BAD_INPUTS
                                           for check in (True, False)])
     for (change, msg), done in zip([case for case in BAD_INPUTS for _check in (True, False)], results):
@@ -323,7 +312,7 @@ def test_bad_inputs_fail_clearly(tmp_path, args, ansible_module):
         assert "Traceback" not in done["msg"], (change, done)
         assert "Traceback" not in done.get("exception", ""), (change, done)
         assert not done.get("changed"), (change, done)
-    assert _tree(tmp_path) == before
+    assert tree(tmp_path) == before
     assert not os.path.exists(args["secret_root"])
 
 
@@ -349,16 +338,6 @@ def test_regenerate_fail_refuses_a_smaller_rsa_key(args, ansible_module):
 
 
 # -- finding 4: links and foreign owners inside secret_root are refused --------
-def _snapshot(path):
-    out = {}
-    for root, dirs, files in os.walk(str(path)):
-        for name in dirs + files:
-            full = os.path.join(root, name)
-            st = os.lstat(full)
-            out[full] = (st.st_mode, os.readlink(full) if os.path.islink(full) else None)
-    return out
-
-
 @pytest.mark.parametrize("where", ["etc/ssh", "etc/ssh/ssh_host_ed25519_key", "etc",
                                    "etc/guix/signing-key.sec", "root"])
 def test_finding4_symlinks_in_secret_root_are_refused(tmp_path, where, ansible_module):
@@ -376,10 +355,10 @@ def test_finding4_symlinks_in_secret_root_are_refused(tmp_path, where, ansible_m
         target = root / where
         target.parent.mkdir(parents=True)
         os.symlink(str(victim) if "key" in where or "sec" in where else str(elsewhere), str(target))
-    before = _snapshot(tmp_path)
+    before = tree(tmp_path)
     res = run(ansible_module, args)
     assert res.get("failed") and "symbolic link" in res["msg"], res
-    assert _snapshot(tmp_path) == before
+    assert tree(tmp_path) == before
     assert victim.read_text() == "keep\n" and (victim.stat().st_mode & 0o777) == 0o644
 
 

@@ -16,18 +16,8 @@ from ansible_collections.vmhost.virt.plugins.module_utils._qemu_accel_probe impo
 from ansible_collections.vmhost.virt.plugins.module_utils._qemu_binfmt import BinfmtBackend
 from ansible_collections.vmhost.virt.plugins.module_utils import binfmt as B
 from qga_fake import FakeAgent
-
-
-def tree(top):
-    """Every path under ``top`` with its type, mode and content: what "nothing written" compares."""
-    out = {}
-    for directory, dirs, files in os.walk(str(top)):
-        for name in dirs + files:
-            path = os.path.join(directory, name)
-            st = os.lstat(path)
-            data = open(path, "rb").read() if stat.S_ISREG(st.st_mode) else None
-            out[path] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), data)
-    return out
+from tests.fs_state import tree
+from tests.bad_inputs import SECRETS_BAD
 
 
 def refused(backend_class, params, top, modes=(True, False), **kwargs):
@@ -70,21 +60,6 @@ def test_secrets_check_run_again(tmp_path):
     assert again["changed"] is False and again["actions"] == []
     assert again["offloading_public_key"] == done["offloading_public_key"]
     assert done["nix_public_key"] in (tmp_path / "nix.conf").read_text()
-
-
-SECRETS_BAD = [
-    ({"name": "a/b"}, "name 'a/b' must be a single path component"),
-    ({"name": ".."}, "name '..' must be a single path component"),
-    ({"name": "-x"}, "name '-x' must be a single path component"),
-    ({"name": "a b"}, "name 'a b' may only contain letters, digits and . _ @ + -"),
-    ({"offloading_user": "../root"}, "offloading_user: name '../root' must be a single path component"),
-    ({"ssh_rsa_bits": 2048}, "ssh_rsa_bits=2048 is too small: RSA keys need 3072 bits or more"),
-    ({"ssh_port": 0}, "ssh_port=0 is not a TCP port"),
-    ({"ssh_port": 65536}, "ssh_port=65536 is not a TCP port"),
-    ({"nix_key_name": "a:b"}, "nix_key_name 'a:b' must be non-empty, without ':' or spaces"),
-    ({"nix_key_name": "a b"}, "nix_key_name 'a b' must be non-empty, without ':' or spaces"),
-    ({"nix_key_name": " "}, "nix_key_name ' ' must be non-empty, without ':' or spaces"),
-]
 
 
 @pytest.mark.parametrize("change,message", SECRETS_BAD, ids=[m.split(" ")[0] for _c, m in SECRETS_BAD])
