@@ -16,6 +16,8 @@ ROLE_REF = re.compile(r"vmhost\.virt\.([a-z_]+)")
 # `recipe: x`, `"recipe": "x"`, `--recipe x`, `--recipe, x` (an argv list in YAML)
 RECIPE_REF = re.compile(r"recipe[\"']?\s*[:=,]?\s*[\"']?([a-z0-9-]+)")
 PLAYBOOK_REF = re.compile(r"playbooks/([a-z0-9_]+\.yml)")
+# playbooks a scenario shares with others: `converge: ../resources/guests/converge.yml`
+SHARED_REF = re.compile(r":\s*(\.\./resources/[A-Za-z0-9_/.-]+\.yml)")
 
 
 def _scenario_coverage():
@@ -26,6 +28,10 @@ def _scenario_coverage():
         if not (scenario / "molecule.yml").is_file():
             continue
         text = "\n".join(p.read_text() for p in scenario.rglob("*.yml"))
+        for shared in set(SHARED_REF.findall(text)):
+            path = (scenario / shared).resolve()
+            if path.is_file():
+                text += "\n" + path.read_text()
         # roles applied by the collection's playbooks the scenario runs count too
         for playbook in set(PLAYBOOK_REF.findall(text)):
             path = ROOT / "playbooks" / playbook
