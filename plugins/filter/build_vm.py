@@ -15,6 +15,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
 from jinja2.runtime import Undefined
 
+from ansible_collections.vmhost.virt.plugins.module_utils import binfmt
 from ansible_collections.vmhost.virt.plugins.module_utils import build_vm as bv
 
 
@@ -87,6 +88,20 @@ def build_vm_cpu_for_date(systems, date):
         raise AnsibleFilterError(str(exc))
 
 
+def build_vm_binfmt_platforms(machines):
+    """The qemu_binfmt platforms that run the systems of the enabled build VMs, sorted."""
+    platforms = set()
+    for vm in _plain(machines or []):
+        if not isinstance(vm, dict) or not vm.get("enabled", True):
+            continue
+        for system in vm.get("systems") or bv.DEFAULTS["systems"]:
+            try:
+                platforms.add(binfmt.platform_of_system(system))
+            except binfmt.BinfmtError as exc:
+                raise AnsibleFilterError("build VM %s: %s" % (vm.get("name", "?"), exc))
+    return sorted(platforms)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -100,4 +115,5 @@ class FilterModule(object):
             "build_vm_known_hosts": build_vm_known_hosts,
             "build_vm_guix_machine": build_vm_guix_machine,
             "build_vm_cpu_for_date": build_vm_cpu_for_date,
+            "build_vm_binfmt_platforms": build_vm_binfmt_platforms,
         }

@@ -17,6 +17,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils import _tools
@@ -24,6 +25,10 @@ from ansible_collections.vmhost.virt.plugins.module_utils import binfmt as B
 from ansible_collections.vmhost.virt.plugins.module_utils._module import Backend, Change, ModuleFailure
 
 TEMP_TAG = "qemu_binfmt"
+SYSTEMD_DIR = "/run/systemd/system"
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9:_.@-]+\.service$")
+# a distribution's binfmt.d file name, "{}" standing for the platform (qemu-{}-static.conf)
+MASK_NAME = re.compile(r"^[A-Za-z0-9._-]*\{\}[A-Za-z0-9._-]*\.conf$")
 
 
 def read_text(path):
@@ -56,6 +61,21 @@ def write_conf(path, content):
         _io.atomic_write(path, content.encode("utf-8"), 0o644, TEMP_TAG)
     except _io.IoError as exc:
         raise B.BinfmtError(str(exc))
+
+
+def mask_link(path):
+    """Make ``path`` a symlink to /dev/null (systemd's way to mask a binfmt.d file), atomically."""
+    directory, prefix = _io.temp_prefix(path, TEMP_TAG)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    tmp = os.path.join(directory, prefix + os.urandom(6).hex())
+    try:
+        os.symlink("/dev/null", tmp)
+        os.rename(tmp, path)
+        _io.fsync_dir(os.path.dirname(path))
+    except OSError:
+        _io.discard(tmp)
+        raise
 
 
 def interpreter_info(path):
@@ -117,6 +137,9 @@ class BinfmtBackend(Backend):
         self.before_all = {}
         self.files_before = {}
         self.files_after = {}
+        self.services_before = {}
+        self.services_after = {}
+        self.systemd_dir = SYSTEMD_DIR
 
     # ------------------------------------------------------------ binfmt_misc
     def mounted(self):
@@ -172,6 +195,62 @@ class BinfmtBackend(Backend):
                 raise ModuleFailure("%s (nothing after this step was changed)" % exc)
         return Change(description, apply=apply)
 
+    # ------------------------------------------------------------ the distribution's registrar
+    def unit_state(self, unit, running):
+        """(enabled, active) of ``unit``; a unit that is not installed is neither."""
+        rc, out, _err = self.run_command(["systemctl", "is-enabled", unit])
+        enabled = out.strip() in ("enabled", "enabled-runtime")
+        active = False
+        if running:
+            rc, out, _err = self.run_command(["systemctl", "is-active", unit])
+            active = out.strip() in ("active", "activating", "reloading")
+        return enabled, active
+
+    def disable_unit(self, unit, running):
+        argv = ["systemctl", "disable"] + (["--now"] if running else []) + [unit]
+        rc, out, err = self.run_command(argv)
+        if rc != 0:
+            raise ModuleFailure("%s failed (rc=%s): %s (nothing after this step was changed)"
+                                % (" ".join(argv), rc, (err or out).strip()))
+
+    def take_over_services(self):
+        """Stop and disable the distribution's own registration services (before registering:
+        stopping Debian's binfmt-support unregisters its entries, which carry our names)."""
+        units = self.params["distribution_services"] or []
+        bad = [u for u in units if not SERVICE_NAME.match(u)]
+        if bad:
+            raise ModuleFailure("distribution_services: %s is not a systemd service name (like "
+                                "binfmt-support.service)" % ", ".join(repr(u) for u in bad))
+        if not units or self.params["state"] != "present":
+            return
+        running = os.path.isdir(self.systemd_dir)
+        for unit in units:
+            enabled, active = self.unit_state(unit, running)
+            if not (enabled or active):
+                continue
+            self.services_before[unit] = {"enabled": enabled, "active": active}
+            self.services_after[unit] = {"enabled": False, "active": False}
+            yield Change("%s %s" % ("stop and disable" if active else "disable", unit),
+                         apply=lambda unit=unit: self.disable_unit(unit, running))
+
+    def mask_paths(self):
+        """The distribution's binfmt.d files to mask, one per wanted platform and pattern."""
+        patterns = self.params["mask_binfmt_d"] or []
+        bad = [m for m in patterns if not MASK_NAME.match(m) or m.count("{}") != 1]
+        if bad:
+            raise ModuleFailure("mask_binfmt_d: %s must be a file name ending in .conf with {} once for the "
+                                "platform (like qemu-{}-static.conf)" % ", ".join(repr(m) for m in bad))
+        own = set("%s.conf" % n for n in self.wanted)
+        paths = []
+        for name in sorted(self.wanted):
+            for pattern in patterns:
+                base = pattern.replace("{}", name[len(B.ENTRY_PREFIX):])
+                if base in own:
+                    raise ModuleFailure("mask_binfmt_d: %s would mask this module's own file %s"
+                                        % (pattern, base))
+                paths.append(os.path.join(self.params["binfmt_d_path"], base))
+        return paths
+
     # ------------------------------------------------------------ the plan
     def wanted_entries(self, selected, flags):
         p = self.params
@@ -215,6 +294,9 @@ class BinfmtBackend(Backend):
         if persistent and os.path.exists(p["binfmt_d_path"]) and not os.path.isdir(p["binfmt_d_path"]):
             raise ModuleFailure("binfmt_d_path %s exists and is not a directory" % p["binfmt_d_path"])
 
+        masks = self.mask_paths() if persistent and state == "present" else []
+        yield from self.take_over_services()
+
         if not self.mounted():
             if not os.path.isdir(self.misc):
                 raise ModuleFailure("binfmt_misc is not mounted and its mount point %s is not a directory: "
@@ -254,6 +336,16 @@ class BinfmtBackend(Backend):
                     yield self.step("remove %s" % path, os.unlink, path)
                 else:
                     yield self.step("write %s" % path, write_conf, path, want)
+            for path in masks:
+                have = os.readlink(path) if os.path.islink(path) else read_text(path)
+                if have is not None:
+                    self.files_before[path] = have
+                self.files_after[path] = "/dev/null"
+                if os.path.islink(path) and have == "/dev/null":
+                    continue
+                if os.path.isdir(path) and not os.path.islink(path):
+                    raise ModuleFailure("%s is a directory: cannot mask it" % path)
+                yield self.step("mask %s" % path, mask_link, path)
 
     def finish(self):
         if not self.check_mode:
@@ -273,9 +365,10 @@ class BinfmtBackend(Backend):
                 raise ModuleFailure(str(exc))
 
     def diff(self):
-        return {
-            "before": {"entries": dict((n, B.entry_view(e)) for n, e in self.current.items() if e),
-                       "files": self.files_before},
-            "after": {"entries": dict((n, B.entry_view(e)) for n, e in self.after.items() if e),
-                      "files": self.files_after},
-        }
+        before = {"entries": dict((n, B.entry_view(e)) for n, e in self.current.items() if e),
+                  "files": self.files_before}
+        after = {"entries": dict((n, B.entry_view(e)) for n, e in self.after.items() if e),
+                 "files": self.files_after}
+        if self.services_before:
+            before["services"], after["services"] = self.services_before, self.services_after
+        return {"before": before, "after": after}

@@ -158,6 +158,23 @@ HOST_MACHINES = {
 }
 
 
+# The architecture part of a Nix or Guix system type (aarch64-linux, armhf-linux,
+# powerpc64le-linux) -> the platform that runs its binaries: uname -m names plus the
+# names Nix and Guix use where they differ.
+SYSTEM_ARCHES = dict(HOST_MACHINES, armhf="arm", powerpc="ppc", powerpc64="ppc64", powerpc64le="ppc64le")
+
+
+def platform_of_system(system):
+    """The platform of a system type such as ``aarch64-linux``; :class:`BinfmtError` when its
+    architecture has no QEMU user-mode platform."""
+    arch = str(system).split("-", 1)[0]
+    try:
+        return SYSTEM_ARCHES[arch]
+    except KeyError:
+        raise BinfmtError("system type %r: no QEMU user-mode platform runs %r binaries (known: %s)"
+                          % (system, arch, ", ".join(sorted(SYSTEM_ARCHES))))
+
+
 def platform(name):
     """The table row for ``name``; :class:`BinfmtError` listing valid names otherwise."""
     try:

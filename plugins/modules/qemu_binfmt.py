@@ -124,6 +124,27 @@ options:
       - Directory for the O(persistent) files.
     type: path
     default: /etc/binfmt.d
+  distribution_services:
+    description:
+      - systemd services of the distribution that register binfmt_misc entries themselves
+        (Debian's C(binfmt-support.service)). With O(state=present), each one that is enabled
+        or running is stopped and disabled (C(systemctl disable --now)) before anything is
+        registered. Stopping Debian's C(binfmt-support) unregisters its C(qemu-*) entries,
+        which carry this module's entry names, and left enabled it would register its own at
+        boot. A service that is not installed is left alone. Without a running systemd the
+        service is only disabled.
+    type: list
+    elements: str
+    default: []
+  mask_binfmt_d:
+    description:
+      - File names of the distribution's own C(binfmt.d) files, with C({}) standing for the
+        platform (Fedora's C(qemu-{}-static.conf)). With O(state=present) and O(persistent),
+        the file of every registered platform is masked in O(binfmt_d_path) (a symlink to
+        C(/dev/null)), so that systemd-binfmt registers only this module's entry at boot.
+    type: list
+    elements: str
+    default: []
   binfmt_misc_path:
     description:
       - Where binfmt_misc is (or gets) mounted.
@@ -162,6 +183,13 @@ EXAMPLES = r"""
     platforms: [aarch64]
     match_file: /srv/rootfs-arm64/bin/busybox
   register: binfmt
+
+- name: Take over from Debian's binfmt-support and Fedora's binfmt.d files
+  vmhost.virt.qemu_binfmt:
+    platforms: [aarch64]
+    persistent: true
+    distribution_services: [binfmt-support.service]
+    mask_binfmt_d: ["qemu-{}-static.conf"]
 
 - name: Remove the handlers again
   vmhost.virt.qemu_binfmt:
@@ -241,6 +269,8 @@ def main():
             persistent=dict(type="bool"),
             binfmt_d_path=dict(type="path", default="/etc/binfmt.d"),
             binfmt_misc_path=dict(type="path", default="/proc/sys/fs/binfmt_misc"),
+            distribution_services=dict(type="list", elements="str", default=[]),
+            mask_binfmt_d=dict(type="list", elements="str", default=[]),
             match_file=dict(type="path"),
         ),
         supports_check_mode=True,

@@ -107,7 +107,7 @@ def binfmt_params(tmp_path, **extra):
     params = dict(platforms=["aarch64"], state="present", interpreter_dir="/usr/bin", interpreter_suffix="-static",
                   flags=dict(B.DEFAULT_FLAGS), skip_host_family=True, persistent=True,
                   binfmt_d_path=str(tmp_path / "binfmt.d"), binfmt_misc_path=str(tmp_path / "misc"),
-                  match_file=None)
+                  match_file=None, distribution_services=[], mask_binfmt_d=[])
     params.update(extra)
     return params
 
@@ -148,6 +148,11 @@ def _binfmt_bad_cases(tmp_path):
         ({"binfmt_misc_path": str(plain)}, "binfmt_misc is not mounted and its mount point %s is not a directory"
          % plain),
         ({"binfmt_misc_path": str(tmp_path / "nowhere")}, "binfmt_misc is not mounted and its mount point"),
+        ({"distribution_services": ["binfmt support"]}, "'binfmt support' is not a systemd service name"),
+        ({"distribution_services": ["../../x.service"]}, "is not a systemd service name"),
+        ({"mask_binfmt_d": ["../qemu-{}.conf"]}, "must be a file name ending in .conf with {} once"),
+        ({"mask_binfmt_d": ["qemu-aarch64.conf"]}, "must be a file name ending in .conf with {} once"),
+        ({"mask_binfmt_d": ["qemu-{}.conf"]}, "qemu-{}.conf would mask this module's own file qemu-aarch64.conf"),
     ]
 
 
@@ -182,6 +187,51 @@ def test_binfmt_plan_against_a_listing(tmp_path):
     assert err.value.msg.startswith("mount -t binfmt_misc binfmt_misc %s failed (rc=1): permission denied" % misc)
     assert calls == [["mount", "-t", "binfmt_misc", "binfmt_misc", str(misc)]]
     assert not (tmp_path / "binfmt.d").exists()
+
+
+@pytest.mark.skipif(not os.path.exists(INTERP), reason="qemu-user-static is missing (bindep.txt)")
+@pytest.mark.parametrize("running", [True, False])
+def test_binfmt_takes_over_from_the_distribution(tmp_path, running):
+    """binfmt-support is stopped and disabled before registering; the distribution's binfmt.d
+    file is masked; a second run finds nothing to do."""
+    misc = tmp_path / "misc"
+    misc.mkdir()
+    (misc / "register").write_text("")
+    (misc / "status").write_text("enabled\n")
+    units = {"binfmt-support.service": ["enabled", "active"], "gone.service": ["", ""]}
+    calls = []
+
+    def systemctl(argv):
+        calls.append(argv)
+        assert argv[0] == "systemctl", argv
+        if argv[1] == "disable":
+            units[argv[-1]] = ["disabled", "inactive"]
+            return 0, "", ""
+        state = units[argv[2]][0 if argv[1] == "is-enabled" else 1]
+        return (0 if state in ("enabled", "active") else 1), state + "\n", ""
+    params = binfmt_params(tmp_path, distribution_services=["binfmt-support.service", "gone.service"],
+                           mask_binfmt_d=["qemu-{}-static.conf"])
+    mask = tmp_path / "binfmt.d" / "qemu-aarch64-static.conf"
+
+    def backend(check_mode=False):
+        b = BinfmtBackend(params, check_mode=check_mode, host="x86_64", run_command=systemctl)
+        b.systemd_dir = str(tmp_path) if running else str(tmp_path / "no-systemd")
+        return b
+    predicted = backend(check_mode=True).execute(diff=True)
+    verb = "stop and disable" if running else "disable"
+    assert predicted["actions"] == ["%s binfmt-support.service" % verb, "register qemu-aarch64",
+                                    "write %s/binfmt.d/qemu-aarch64.conf" % tmp_path, "mask %s" % mask]
+    assert predicted["diff"]["before"]["services"] == {
+        "binfmt-support.service": {"enabled": True, "active": running}}
+    assert not [c for c in calls if c[1] == "disable"] and not mask.exists()
+    done = backend().execute()
+    assert done["actions"] == predicted["actions"]
+    assert ["systemctl", "disable"] + (["--now"] if running else []) + ["binfmt-support.service"] in calls
+    assert os.readlink(str(mask)) == "/dev/null"
+    assert not [n for n in os.listdir(str(tmp_path / "binfmt.d")) if n.startswith(".")]
+    again = backend().execute()
+    assert "disable binfmt-support.service" not in " ".join(again["actions"])
+    assert "mask %s" % mask not in again["actions"]
 
 
 # --------------------------------------------------------------------------- guest_agent_exec
