@@ -21,7 +21,7 @@ export PY_COLORS := 0
 
 .PHONY: help deps venv collection fixtures unit integration sanity lint molecule compat \
         test demo demo-destroy build docs bench clean fuzz \
-        molecule-chains-complete molecule-chain-1 molecule-chain-2
+        molecule-chains-complete molecule-chain-1 molecule-chain-2 sanity-then-compat
 
 help:
 	@echo "make test          everything CI runs: deps, venv, unit, integration, sanity, lint, molecule"
@@ -79,8 +79,7 @@ molecule: venv collection
 	molecule test --all
 
 # `make test` runs the scenarios in two chains of one QEMU guest at a time (the useful
-# limit on two cores); the compatibility stacks head the second chain. Every scenario
-# under molecule/ must be in one chain (checked first).
+# limit on two cores). Every scenario under molecule/ must be in one chain (checked first).
 MOLECULE_CHAIN_1 := default bookworm_vm libvirt
 MOLECULE_CHAIN_2 := build_vm site
 
@@ -95,7 +94,7 @@ molecule-chain-1: venv collection molecule-chains-complete
 	  echo "stage molecule $$s: $$(( $$(date +%s) - start )) s"
 	done
 
-molecule-chain-2: venv collection molecule-chains-complete compat
+molecule-chain-2: venv collection molecule-chains-complete
 	for s in $(MOLECULE_CHAIN_2); do
 	  start=$$(date +%s); molecule test -s $$s
 	  echo "stage molecule $$s: $$(( $$(date +%s) - start )) s"
@@ -107,16 +106,21 @@ compat: venv collection
 	$(PY) -m tests.harness build
 	bash scripts/compat.sh all
 
-# Two jobs at a time on two cores: integration (Ansible runs and QEMU boots) beside
-# sanity (pure CPU), then two chains of molecule scenarios, the compatibility stacks heading
-# the second (one QEMU guest per chain); -O keeps each job's output together. Each stage
-# prints its wall time.
+# sanity (pure CPU), then the compatibility stacks (one QEMU guest at a time), in one lane.
+sanity-then-compat: venv collection
+	@t=$$(date +%s); $(MAKE) --no-print-directory sanity; echo "stage sanity: $$(( $$(date +%s) - t )) s"
+	t=$$(date +%s); $(MAKE) --no-print-directory compat; echo "stage compat: $$(( $$(date +%s) - t )) s"
+
+# Two jobs at a time on two cores: integration (Ansible runs and QEMU boots one at a time)
+# beside sanity then the compatibility stacks (one QEMU guest), then two chains of molecule
+# scenarios (one QEMU guest per chain); never more than two QEMU guests at once. -O keeps
+# each job's output together. Each stage prints its wall time.
 test: venv collection fixtures
 	@t0=$$(date +%s); t=$$t0
 	stage() { echo "stage $$1: $$(( $$(date +%s) - t )) s"; t=$$(date +%s); }
 	$(MAKE) --no-print-directory unit lint; stage "unit+lint"
-	$(MAKE) --no-print-directory -j2 -O integration sanity; stage "integration|sanity"
-	$(MAKE) --no-print-directory -j2 -O molecule-chain-1 molecule-chain-2; stage "molecule|compat"
+	$(MAKE) --no-print-directory -j2 -O integration sanity-then-compat; stage "integration|sanity+compat"
+	$(MAKE) --no-print-directory -j2 -O molecule-chain-1 molecule-chain-2; stage "molecule"
 	echo "make test: all stages passed in $$(( $$(date +%s) - t0 )) s"
 
 # Fuzz the parsers of hostile input (not part of `make test`): FUZZ_SECONDS of CPU, corpus
