@@ -23,6 +23,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import abc
+
 import errno
 import json
 import os
@@ -343,8 +345,9 @@ class FileBackend(Backend):
     errors = (IoError,)
     report_actions = False
 
+    @abc.abstractmethod
     def steps(self):
-        raise NotImplementedError
+        """Yield the :class:`Change` objects that write the file."""
 
     want_diff = False
 

@@ -26,6 +26,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import abc
+
 
 class ModuleFailure(Exception):
     """A planned refusal or a failed step: ``msg`` for the user, ``result`` extra return values."""
@@ -53,7 +55,7 @@ class Change(object):
         return "Change(%r)" % self.description
 
 
-class Backend(object):
+class Backend(abc.ABC):
     """Base class of every module backend.
 
     Subclasses implement :meth:`plan` (a generator, or a function returning a list, of
@@ -74,9 +76,9 @@ class Backend(object):
         self.applied = []
 
     # -- what subclasses implement ---------------------------------------
+    @abc.abstractmethod
     def plan(self):
         """Yield the :class:`Change` objects that bring the system to the requested state."""
-        raise NotImplementedError
 
     def finish(self):
         """Called once the plan is exhausted (applied, or not in check mode)."""

@@ -64,3 +64,10 @@ def test_report_actions_off():
             self.result["x"] = 1
             return []
     assert Quiet({}).execute() == {"x": 1, "changed": False}
+
+
+def test_a_backend_without_its_hook_is_refused_at_construction():
+    class NoPlan(Backend):
+        pass
+    with pytest.raises(TypeError, match="plan"):
+        NoPlan({})
