@@ -22,7 +22,7 @@ def _run(cmd, cwd=ROOT):
 
 
 def _site_plays():
-    """[(group, [role short names])] from playbooks/site.yml."""
+    """[(group, [role short names])] from playbooks/site.yml, one row per group of a play."""
     plays = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
     out = []
     for play in plays:
@@ -30,7 +30,9 @@ def _site_plays():
         for role in play.get("roles", []):
             name = role["role"] if isinstance(role, dict) else role
             roles.append(name.split(".")[-1])
-        out.append((play["hosts"], roles))
+        # a play for several groups (vm_hosts:build_hosts) applies its roles to each
+        for group in play["hosts"].split(":"):
+            out.append((group, roles))
     return out
 
 
