@@ -251,19 +251,24 @@ def test_xorriso_command_fixes_every_date_and_owner(tree):
                              source_date_epoch=1714564800, volume_id="v")
     argv = xorriso.xorriso_command(plan, "/out.iso", {"/m": "/stage/m"})
     text = " ".join(argv)
-    assert "-volume_date all_file_dates =1714564800" in text
+    # every node's mtime, then atime and ctime from it, after the last -chmod (which stamps ctime)
+    dates = "-alter_date_r m-c =1714564800 / -- -find / -exec set_to_mtime --"
+    assert dates in text and text.rindex("-chmod") < text.index(dates)
+    assert "all_file_dates" not in text and "always_gmt" in text
     assert "-volume_date uuid 2024050112000000" in text
     assert "-iso_nowtime =1714564800" in text
     assert "-uid 0 -gid 0" in text
     assert "-map %s /data" % tree in text and "-map /stage/m /m -chmod 0644 /m --" in text
-    assert "-volid V" in text and argv[-2:] == ["-commit", "-end"]
+    # a new image in a file is the single-session image a pipe gets; -end writes without loading it back
+    assert "no_emul_toc" in text and "-commit" not in argv
+    assert "-volid V" in text and argv[-1] == "-end"
 
 
 def test_volume_uuid_overrides_volume_dates():
     plan = isoplan.make_plan(volume_uuid="2020-01-02-03-04-05-06", source_date_epoch=9)
     text = " ".join(xorriso.xorriso_command(plan, "/o", {}))
     assert "-volume_date c 2020010203040506" in text and "-volume_date m 2020010203040506" in text
-    assert "all_file_dates =9" in text
+    assert "-alter_date_r m-c =9 /" in text
 
 
 def test_boot_arguments():
@@ -314,7 +319,7 @@ def test_xorriso_failure_is_reported_and_nothing_is_left(tmp_path):
     plan = isoplan.make_plan(content=[{"dest": "/x", "content": "1"}])
 
     class FailingXorriso(object):
-        def __init__(self, argv, env=None, stdin=None, stdout=None, stderr=None):
+        def __init__(self, argv, env=None, stdin=None, stdout=None, stderr=None, preexec_fn=None):
             assert argv[0] == "xorriso" and env["TZ"] == "UTC"
             stdout.write(b"xorriso : NOTE : chatter\nxorriso : FAILURE : something broke\n")
             stdout.flush()
@@ -323,10 +328,55 @@ def test_xorriso_failure_is_reported_and_nothing_is_left(tmp_path):
         def poll(self):
             return self.returncode
 
+        wait = poll
+
     out = tmp_path / "o.iso"
-    with pytest.raises(names.IsoError, match=r"xorriso failed .exit 5.: xorriso : FAILURE : something broke$"):
-        writer.build_file(plan, str(out), popen=FailingXorriso, tmpdir=str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == []
+    for how in (lambda: writer.build_file(plan, str(out), popen=FailingXorriso, tmpdir=str(tmp_path)),
+                lambda: writer.build(plan, writer.ImageSink(None, str(out)), popen=FailingXorriso,
+                                     tmpdir=str(tmp_path))):
+        with pytest.raises(names.IsoError, match=r"xorriso failed .exit 5.: xorriso : FAILURE : something broke$"):
+            how()
+        assert sorted(os.listdir(tmp_path)) in ([], ["o.iso"])
+        if out.exists():
+            out.unlink()
+
+
+def test_follower_hashes_a_file_as_it_grows(tmp_path):
+    import hashlib
+    import threading
+    import time
+    path = tmp_path / "growing"
+    path.write_bytes(b"")
+    follower = writer._Follower(str(path))     # pylint: disable=protected-access
+    follower.start()
+    chunks = [os.urandom(n) for n in (1, 4096, 70000, 3, 1 << 20, 5)]
+
+    def append():
+        with open(str(path), "ab") as f:
+            for chunk in chunks:
+                f.write(chunk)
+                f.flush()
+                time.sleep(0.03)
+    writer_thread = threading.Thread(target=append)
+    writer_thread.start()
+    writer_thread.join()
+    digest, size = follower.result()
+    assert (digest, size) == (hashlib.sha256(b"".join(chunks)).hexdigest(), sum(map(len, chunks)))
+
+
+@pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso is not installed")
+def test_new_image_written_by_xorriso_is_the_streamed_image(tree, tmp_path):
+    plan = isoplan.make_plan(files=[{"src": str(tree), "dest": "/data"}], content=[{"dest": "/m", "content": "x"}],
+                             source_date_epoch=1714564800, volume_id="v")
+    sink = writer.ImageSink(None, None)
+    writer.build(plan, sink, tmpdir=str(tmp_path))
+    sink.close()
+    out = tmp_path / "new.iso"
+    digest, size = writer.build_new(plan, str(out), tmpdir=str(tmp_path))
+    assert (digest, size) == (sink.sha256, sink.size) == (writer.sha256_file(str(out)), out.stat().st_size)
+    assert out.stat().st_mode & 0o777 == 0o600 and sorted(os.listdir(str(tmp_path))) == ["new.iso", "tree"]
+    with pytest.raises(FileExistsError):        # never over an existing file
+        writer.build_new(plan, str(out), tmpdir=str(tmp_path))
 
 
 def _feed(sink, data, cut):

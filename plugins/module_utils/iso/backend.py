@@ -25,7 +25,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import IsoError, parse_mode
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.plan import make_plan
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.grub import build_tools
-from ansible_collections.vmhost.virt.plugins.module_utils.iso.writer import ImageSink, build
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.writer import ImageSink, build, build_new
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.xorriso import diff_images, format_listing
 
 TEMP_TAG = "iso9660"
@@ -80,25 +80,32 @@ class Iso9660(_io.FileBackend):
             return
         keep = not self.check_mode or self.want_diff
         self.workdir = _io.make_temp_dir(path, TEMP_TAG, parent=self.tmpdir if self.check_mode else None)
-        candidate = os.path.join(self.workdir, os.path.basename(path))
-        sink = ImageSink(path if exists else None, candidate if keep else None)
-        try:
-            build(plan, sink, tmpdir=self.tmpdir)
-        except IsoError:
-            sink.discard()
-            raise
-        same = sink.close()
-        self.result.update(sha256=sink.sha256, size=sink.size)
+        candidate = os.path.join(self.workdir, "new.iso")
+        if exists or not keep:
+            # compared with the image there as it streams; nothing written while they agree
+            sink = ImageSink(path if exists else None, candidate if keep else None)
+            try:
+                build(plan, sink, tmpdir=self.tmpdir)
+            except IsoError:
+                sink.discard()
+                raise
+            same = sink.close()
+            sha256, size = sink.sha256, sink.size
+        else:
+            # nothing to compare with: xorriso writes the new file itself
+            sha256, size = build_new(plan, candidate, tmpdir=self.tmpdir)
+            same = False
+        self.result.update(sha256=sha256, size=size)
         if same:
             if not self.check_mode:     # the same bytes: note the plan so the next run need not build
-                _io.write_record(path, iso9660=digest, sha256=sink.sha256)
+                _io.write_record(path, iso9660=digest, sha256=sha256)
             change = self.attributes_step(path)   # mode/owner/group of the unchanged image
             if change is not None:
                 yield change
             return
         if self.want_diff:
             self._list_changes(path if exists else None, candidate)
-        yield self.step("writing %s" % path, self._commit, candidate, path, exists, digest, sink.sha256)
+        yield self.step("writing %s" % path, self._commit, candidate, path, exists, digest, sha256)
 
     def _list_changes(self, old, new):
         try:

@@ -15,8 +15,10 @@ import hashlib
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 from ansible_collections.vmhost.virt.plugins.module_utils import _tools
@@ -155,8 +157,9 @@ def stream(argv, fifo, sink, env, popen=_tools.spawn, stderr_path=None):
         os.close(fd)
 
 
-def build(plan, sink, run=default_run, popen=_tools.spawn, xorriso="xorriso", tmpdir=None):
-    """Stream the image described by plan into sink (see ImageSink); raise IsoError on failure."""
+def _staged(plan, run, xorriso, tmpdir):
+    """A private work directory holding the generated files and boot images of plan, and the
+    ``{iso path: file}`` map of them."""
     if shutil.which(xorriso) is None and os.path.sep not in xorriso:
         raise IsoError("xorriso is not installed (Debian: apt-get install xorriso)")
     workdir = tempfile.mkdtemp(prefix="vmhost-iso-", dir=tmpdir)
@@ -164,31 +167,135 @@ def build(plan, sink, run=default_run, popen=_tools.spawn, xorriso="xorriso", tm
         staging = write_staging(plan, workdir)
         if plan.boot:
             staging.update(build_grub_images(plan, workdir, run=run))
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return workdir, staging
+
+
+def _failure(rc, errors):
+    with open(errors, "rb") as f:
+        msg = f.read().decode("utf-8", "replace").strip()
+    lines = [ln for ln in msg.splitlines() if ": SORRY :" in ln or ": FAILURE :" in ln or "FATAL" in ln]
+    return IsoError("xorriso failed (exit %d): %s" % (rc, "\n".join(lines or msg.splitlines()[-10:])))
+
+
+def build(plan, sink, run=default_run, popen=_tools.spawn, xorriso="xorriso", tmpdir=None):
+    """Stream the image described by plan into sink (see ImageSink); raise IsoError on failure."""
+    workdir, staging = _staged(plan, run, xorriso, tmpdir)
+    try:
         fifo = os.path.join(workdir, "image.fifo")
         os.mkfifo(fifo, 0o600)
         errors = os.path.join(workdir, "xorriso.log")
         argv = xorriso_command(plan, fifo, staging, xorriso=xorriso)
         rc = stream(argv, fifo, sink, tool_env(plan.epoch), popen=popen, stderr_path=errors)
         if rc != 0:
-            with open(errors, "rb") as f:
-                msg = f.read().decode("utf-8", "replace").strip()
-            lines = [ln for ln in msg.splitlines() if ": SORRY :" in ln or ": FAILURE :" in ln or "FATAL" in ln]
-            raise IsoError("xorriso failed (exit %d): %s" % (rc, "\n".join(lines or msg.splitlines()[-10:])))
+            raise _failure(rc, errors)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return sink
 
 
-def build_file(plan, out_path, **kwargs):
-    """Write the image to out_path (replaced); return its sha256."""
-    sink = ImageSink(None, out_path)
+class _Follower(threading.Thread):
+    """Hashes a file that another process writes from start to end, as it grows: the bytes
+    below the file's size are final (xorriso writes a new image in one sequential pass), so
+    the hash is ready when the writer is done, without a second pass over the file."""
+
+    def __init__(self, path):
+        threading.Thread.__init__(self, name="sha256 of " + path)
+        self.daemon = True
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.finished = threading.Event()
+        self.error = None
+
+    def run(self):
+        try:
+            while True:
+                last = self.finished.is_set()   # the writer is gone: what is there is all
+                data = os.pread(self.fd, 1 << 22, self.size)
+                if data:
+                    self.hash.update(data)
+                    self.size += len(data)
+                elif last:
+                    return
+                else:
+                    self.finished.wait(0.05)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.error = exc
+
+    def result(self):
+        self.finished.set()
+        self.join()
+        os.close(self.fd)
+        if self.error is not None:
+            raise IsoError("cannot read the new image back: %s" % self.error)
+        return self.hash.hexdigest(), self.size
+
+
+def _die_with_parent():
+    """In the child: end when the module is killed (no orphan xorriso writing on)."""
     try:
-        build(plan, sink, **kwargs)
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except Exception:  # pylint: disable=broad-except
+        pass
+
+
+def build_new(plan, out_path, run=default_run, popen=_tools.spawn, xorriso="xorriso", tmpdir=None):
+    """Let xorriso write the image of plan straight into out_path, a new file (created here,
+    0600, in a private directory); return (sha256, size).  No pipe, no comparison: the file's
+    bytes are hashed as xorriso writes them.  On failure out_path is removed."""
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    os.close(fd)
+    try:
+        workdir, staging = _staged(plan, run, xorriso, tmpdir)
+        try:
+            errors = os.path.join(workdir, "xorriso.log")
+            argv = xorriso_command(plan, out_path, staging, xorriso=xorriso)
+            follower = _Follower(out_path)
+            with open(errors, "wb") as errf:
+                try:
+                    proc = popen(argv, env=tool_env(plan.epoch), stdin=subprocess.DEVNULL, stdout=errf,
+                                 stderr=errf, preexec_fn=_die_with_parent)
+                except OSError as exc:
+                    os.close(follower.fd)
+                    raise IsoError("cannot run %s: %s" % (argv[0], exc))
+                follower.start()
+                try:
+                    rc = proc.wait()
+                finally:
+                    if proc.poll() is None:     # interrupted: stop the writer
+                        proc.kill()
+                        proc.wait()
+                    digest, size = follower.result()
+            if rc != 0:
+                raise _failure(rc, errors)
+            if size != os.stat(out_path).st_size:
+                raise IsoError("xorriso changed %s while it was read back" % out_path)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     except BaseException:
-        sink.discard()
+        _tools_discard(out_path)
         raise
-    sink.close()
-    return sink.sha256
+    return digest, size
+
+
+def _tools_discard(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def build_file(plan, out_path, **kwargs):
+    """Write the image to out_path (replaced by a rename); return its sha256."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(out_path)),
+                       ".%s.%d.%s" % (os.path.basename(out_path), os.getpid(), os.urandom(4).hex()))
+    digest = build_new(plan, tmp, **kwargs)[0]
+    os.rename(tmp, out_path)
+    return digest
 
 
 # ---------------------------------------------------------------- comparing images

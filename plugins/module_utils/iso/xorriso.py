@@ -20,12 +20,19 @@ from ansible_collections.vmhost.virt.plugins.module_utils.iso.grub import GRUB_B
 
 
 def xorriso_command(plan, out_path, staging, xorriso="xorriso"):
-    """argv that writes the planned image to out_path.
+    """argv that writes the planned image to out_path (a new, empty regular file or a pipe).
 
     staging maps the ISO path of each generated file (content entries and boot
     images) to the file on disk that holds its bytes.
+
+    ``no_emul_toc``: a new image in a regular file is the single-session image a pipe gets
+    (no 64 KiB multi-session header), so both give the same bytes.  ``-end`` writes the image
+    without the ``-commit`` that would load the written image back.  Every node date is the
+    epoch: ``-alter_date_r m-c`` sets the modification times, ``set_to_mtime`` copies them to
+    access and attribute-change times (what ``-volume_date all_file_dates`` does in two
+    path-addressed passes, at 1.6 times the cost), ``always_gmt`` as that option would.
     """
-    compliance = "iso_9660_level=%d" % plan.level
+    compliance = "iso_9660_level=%d:no_emul_toc:always_gmt" % plan.level
     if plan.joliet:
         compliance += ":joliet_long_names" if plan.rock_ridge else ""
     argv = [
@@ -44,7 +51,6 @@ def xorriso_command(plan, out_path, staging, xorriso="xorriso"):
         "-volume_date", "c", plan.volume_digits,
         "-volume_date", "m", plan.volume_digits,
         "-volume_date", "uuid", plan.volume_digits,
-        "-volume_date", "all_file_dates", "=%d" % plan.epoch,
         "-iso_nowtime", "=%d" % plan.epoch,
     ]
     for src, dest in plan.grafts:
@@ -59,9 +65,11 @@ def xorriso_command(plan, out_path, staging, xorriso="xorriso"):
         e = plan.entries[key]
         if e.kind == "dir" and e.src is None:
             argv += ["-chmod", "0755", e.iso_path, "--"]
+    # last, after every node is in place (-chmod would stamp the attribute-change time)
+    argv += ["-alter_date_r", "m-c", "=%d" % plan.epoch, "/", "--", "-find", "/", "-exec", "set_to_mtime", "--"]
     if plan.boot:
         argv += boot_arguments(plan)
-    argv += ["-commit", "-end"]
+    argv += ["-end"]
     return argv
 
 
