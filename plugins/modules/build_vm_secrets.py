@@ -40,24 +40,23 @@ author:
 requirements:
   - cryptography (an ansible-core dependency) on the managed host
   - root on the managed host, to write under C(/etc)
+extends_documentation_fragment:
+  - vmhost.virt.attributes
+  - vmhost.virt.attributes.files
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode inspects every file and reports exactly which files a real run would create, replace or
       re-derive, without generating or writing anything. Public keys that do not exist yet are returned as V(null).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff lists the files that would be created or changed and their modes, never their content.
   safe_file_operations:
-    description: Writes files through a temporary file in the destination directory and an atomic rename.
     support: full
     details: Every file is written to a temporary file in its own directory (mode set before content) and renamed
       into place. A key pair is installed as one group (public half first, old private half removed first), so a
       killed run never leaves a private key without its public half or a partly written file.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: With O(regenerate=never) or O(regenerate=fail) a second run reports no change. O(regenerate=always)
       replaces every key on every run by design.

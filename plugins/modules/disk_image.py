@@ -39,20 +39,16 @@ requirements:
   - qemu-img (Debian C(qemu-utils)) on the managed host
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode reads the image and reports the changes a real run would make.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff shows format, virtual size and backing file before and after.
   safe_file_operations:
-    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: partial
     details: Creation and conversion go through a temporary file (mkstemp, fsync) and a rename;
       resizing is done in place by qemu-img.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: A second run with the same options reports no change.
 options:
@@ -128,6 +124,8 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - vmhost.virt.attributes
+  - vmhost.virt.attributes.files
   - ansible.builtin.files
 seealso:
   - module: vmhost.virt.partition_table

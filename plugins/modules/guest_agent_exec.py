@@ -67,26 +67,25 @@ options:
       - Overall deadline in seconds for O(wait_for=true).
     type: float
     default: 300
+extends_documentation_fragment:
+  - vmhost.virt.attributes
+  - vmhost.virt.attributes.files
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Read-only commands run in check mode. Commands that change the guest are not sent;
         the module still connects and completes the handshake, so check mode fails exactly
         when a real run could not reach the agent, and reports C(changed=true).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details:
       - There is no file or configuration to compare.
   safe_file_operations:
-    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: none
     details:
       - The module writes no files.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: partial
     details:
       - Read-only commands never change anything. Commands that change the guest report a

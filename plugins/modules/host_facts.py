@@ -25,20 +25,19 @@ description:
     inventory variable C(vmhost_systemd_running) decide instead when it is set.
 author:
   - vmhost.virt contributors (@vmhost)
+extends_documentation_fragment:
+  - vmhost.virt.attributes
+  - vmhost.virt.attributes.facts
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module only reads the host; it gathers the same facts in check mode.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: The module never reports a change.
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
 options: {}
 notes:

@@ -45,21 +45,17 @@ requirements:
   - grub-common and grub-efi-amd64-bin for O(bootloader=efi)
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode plans and validates the layout, reads the existing table and reports the
       change and diff a real run would make, writing nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff shows the layout read from the image before (or null) and the planned layout.
   safe_file_operations:
-    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: partial
     details: Image files are built in a temporary file in the same directory and renamed into
       place. Block devices are written in place.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: An image whose table and file system signatures match the request is left alone.
 options:
@@ -180,6 +176,8 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - vmhost.virt.attributes
+  - vmhost.virt.attributes.files
   - ansible.builtin.files
 seealso:
   - module: vmhost.virt.disk_image

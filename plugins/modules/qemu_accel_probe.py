@@ -25,18 +25,17 @@ description:
   - The same probe code runs the collection's test harness.
 author:
   - vmhost.virt contributors (@vmhost)
+extends_documentation_fragment:
+  - vmhost.virt.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The probe runs in check mode too (it changes nothing on the host); only the
       verdict cache is not written. A QEMU binary that is not installed yet gives TCG and
       C(/usr/bin/<qemu>) in check mode, where a real run fails.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: The module never reports a change.
 options:

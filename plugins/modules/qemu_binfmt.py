@@ -31,23 +31,22 @@ author:
 requirements:
   - pyelftools (Debian/Ubuntu C(python3-pyelftools)) on the managed host
   - root on the managed host (binfmt_misc is kernel-wide)
+extends_documentation_fragment:
+  - vmhost.virt.attributes
+  - vmhost.virt.attributes.files
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Check mode reads the kernel's entries and the files and reports exactly the changes a
       real run would make, without mounting, registering or writing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The diff shows each managed entry (and each O(persistent) file) before and after.
   safe_file_operations:
-    description: Writes files through a temporary file in the destination directory and an atomic rename.
     support: full
     details: Files under O(binfmt_d_path) are written to a temporary file in the same directory
       and renamed into place.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: A second run with the same options reports no change.
 options:
