@@ -264,6 +264,26 @@ def test_xorriso_command_fixes_every_date_and_owner(tree):
     assert "-volid V" in text and argv[-1] == "-end"
 
 
+@pytest.mark.parametrize("files, content", [
+    ([{"dest": "/data"}], [{"dest": "/etc/motd", "content": "x"}]),
+    # a dest inside a walked tree: its directories are the tree's, not implied (no -chmod 0755)
+    ([{"dest": "/"}], [{"dest": "/sub/deeper/new.txt", "content": "x"}, {"dest": "/sub/other/n", "content": "y"}]),
+    ([{"src": "sub/deeper/file.txt", "dest": "/sub/deeper/again.txt"}, {"dest": "/"}], []),
+    ([{"dest": "/a"}, {"dest": "/a/b"}], [{"dest": "/a/link/x", "content": "z"}]),
+])
+def test_outline_gives_the_full_plans_command(tree, files, content):
+    files = [dict(f, src=str(tree / f.get("src", ""))) for f in files]
+    outline = isoplan.make_plan(files=files, content=content, shallow=True)
+    try:
+        full = isoplan.make_plan(files=files, content=content)
+    except names.IsoError:      # /a/link is a link in the tree: the full plan refuses, the outline cannot know
+        assert content and content[0]["dest"] == "/a/link/x"
+        return
+    assert len(outline.entries) < len(full.entries)
+    staging = dict((e.iso_path, "/stage" + e.iso_path) for e in full.generated)
+    assert xorriso.xorriso_command(outline, "/o", staging) == xorriso.xorriso_command(full, "/o", staging)
+
+
 def test_volume_uuid_overrides_volume_dates():
     plan = isoplan.make_plan(volume_uuid="2020-01-02-03-04-05-06", source_date_epoch=9)
     text = " ".join(xorriso.xorriso_command(plan, "/o", {}))
@@ -474,6 +494,25 @@ def test_backend_bad_input_is_a_module_failure_naming_the_path(tmp_path):
         Iso9660(_iso_params(tmp_path / "x.iso", volume_id="no way"), tools=_Tools()).execute()
     assert "only A-Z, 0-9 and _" in err.value.msg and err.value.result["path"] == str(tmp_path / "x.iso")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not shutil.which("xorriso"), reason="xorriso is not installed")
+def test_backend_new_image_bad_tree_stops_the_started_xorriso_and_leaves_nothing(tmp_path):
+    """A new image starts xorriso while the trees are walked: a bad node deep in a tree fails the
+    run with the walk's message, and neither the image nor its directory is left."""
+    from ansible_collections.vmhost.virt.plugins.module_utils._module import ModuleFailure
+    from ansible_collections.vmhost.virt.plugins.module_utils.iso.backend import Iso9660
+    src = tmp_path / "src"
+    (src / "deep" / "er").mkdir(parents=True)
+    for index in range(200):
+        (src / "deep" / ("f%03d" % index)).write_bytes(os.urandom(4096))
+    os.mkfifo(str(src / "deep" / "er" / "pipe"))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ModuleFailure, match="pipe is neither a regular file, a directory nor a symbolic link"):
+        Iso9660(_iso_params(out / "x.iso", files=[{"src": str(src), "dest": "/d"}]), tools=_Tools(),
+                tmpdir=str(tmp_path)).execute()
+    assert list(out.iterdir()) == [] and sorted(os.listdir(str(tmp_path))) == ["out", "src"]
 
 
 @pytest.mark.skipif(not shutil.which("mkfs.fat") or not shutil.which("mcopy"), reason="mtools/dosfstools missing")

@@ -25,7 +25,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import IsoError, parse_mode
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.plan import make_plan
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.grub import build_tools
-from ansible_collections.vmhost.virt.plugins.module_utils.iso.writer import ImageSink, build, build_new
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.writer import ImageSink, NewImage, build
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.xorriso import diff_images, format_listing
 
 TEMP_TAG = "iso9660"
@@ -56,17 +56,30 @@ class Iso9660(_io.FileBackend):
             raise IsoError("path %s is a directory; give the file name of the image" % path)
         if p["mode"] is not None:
             parse_mode(p["mode"], "mode")
-        plan = make_plan(
+        args = dict(
             files=p["files"], content=p["content"], volume_id=p["volume_id"],
             volume_uuid=p["volume_uuid"], source_date_epoch=p["source_date_epoch"], rock_ridge=p["rock_ridge"],
             joliet=p["joliet"], interchange_level=p["interchange_level"], boot=p["boot"], cidata=p["cidata"])
+        outline = make_plan(shallow=True, **args)     # every input but the trees below the sources
         exists = os.path.lexists(path)
         if exists and (os.path.islink(path) or not os.path.isfile(path)):
             raise IsoError("path %s exists and is %s, not a regular file; this module writes image files only"
                            % (path, _io.describe(path)))
         if not self.check_mode:     # leftovers of killed runs go first, whatever this run decides
             _io.clean_stale(path, TEMP_TAG)
-        digest = plan.digest(build_tools(plan))
+        job = None
+        if not exists and not self.check_mode and outline.boot is None:
+            # A new image: xorriso starts on the outline while the sources are walked, checked
+            # and digested; a full plan that differs from the outline's command restarts it.
+            self.workdir = _io.make_temp_dir(path, TEMP_TAG)
+            job = NewImage(outline, os.path.join(self.workdir, "new.iso"), tmpdir=self.tmpdir)
+        try:
+            plan = make_plan(**args)
+            digest = plan.digest(build_tools(plan))
+        except BaseException:
+            if job is not None:
+                job.abort()
+            raise
         self.result.update(path=path, volume_id=plan.volume_id, volume_uuid=plan.volume_uuid,
                            source_date_epoch=plan.epoch, entries=len(plan.entries))
         self.warn(plan.warnings)
@@ -79,7 +92,8 @@ class Iso9660(_io.FileBackend):
                 yield change
             return
         keep = not self.check_mode or self.want_diff
-        self.workdir = _io.make_temp_dir(path, TEMP_TAG, parent=self.tmpdir if self.check_mode else None)
+        if self.workdir is None:
+            self.workdir = _io.make_temp_dir(path, TEMP_TAG, parent=self.tmpdir if self.check_mode else None)
         candidate = os.path.join(self.workdir, "new.iso")
         if exists or not keep:
             # compared with the image there as it streams; nothing written while they agree
@@ -93,7 +107,12 @@ class Iso9660(_io.FileBackend):
             sha256, size = sink.sha256, sink.size
         else:
             # nothing to compare with: xorriso writes the new file itself
-            sha256, size = build_new(plan, candidate, tmpdir=self.tmpdir)
+            if job is not None and not job.matches(plan):
+                job.abort()
+                job = None
+            if job is None:
+                job = NewImage(plan, candidate, tmpdir=self.tmpdir)
+            sha256, size = job.finish()
             same = False
         self.result.update(sha256=sha256, size=size)
         if same:

@@ -148,8 +148,9 @@ def _check_name(plan, name, is_dir, origin, path):
                        % (origin, "/" + "/".join(path), len(path), MAX_ISO_DEPTH))
 
 
-def _walk(plan, src, dest_parts, origin):
-    """Add src (followed if it is a link) and, for a directory, everything below it in sorted order."""
+def _walk(plan, src, dest_parts, origin, shallow=False):
+    """Add src (followed if it is a link) and, for a directory, everything below it in sorted
+    order (``shallow``: the directory itself only)."""
     try:
         st = os.stat(src)
     except OSError as exc:
@@ -161,6 +162,14 @@ def _walk(plan, src, dest_parts, origin):
         _add_node(plan, src, st, dest_parts, origin)
         return
     key = _add(plan, Entry(dest_parts, "dir", origin, src=src, mode=stat.S_IMODE(st.st_mode)), explicit=True)
+    if shallow:
+        return
+    entries = plan.entries
+    fold = not (plan.rock_ridge or plan.joliet)    # names a reader cannot tell apart share a key
+    # With Rock Ridge a name of at most 51 characters (255 bytes, 103 UCS-2 characters) is fine
+    # at any depth: nothing to check.
+    unchecked = 51 if plan.rock_ridge else -1
+    s_ifmt, s_ifdir, s_ifreg, s_imode = stat.S_IFMT, stat.S_IFDIR, stat.S_IFREG, stat.S_IMODE
     stack = [(src, dest_parts, key)]
     while stack:
         directory, parts, key = stack.pop()
@@ -175,9 +184,17 @@ def _walk(plan, src, dest_parts, origin):
                 cst = child.stat(follow_symlinks=False)
             except OSError as exc:
                 raise IsoError("%s: %s cannot be read: %s" % (origin, child.path, exc.strerror or exc))
-            child_key = _add_node(plan, child.path, cst, parts + (child.name,), origin, key)
-            if child_key is not None:
-                subdirs.append((child.path, parts + (child.name,), child_key))
+            name = child.name
+            fmt = s_ifmt(cst.st_mode)
+            child_key = key + (name.upper() if fold else name,)
+            if fmt == s_ifreg and len(name) <= unchecked and child_key not in entries:
+                # the common case, inline: a regular file with a short name at a new path
+                entries[child_key] = Entry(parts + (name,), "file", origin, child.path, s_imode(cst.st_mode),
+                                           size=cst.st_size, stamp=(cst.st_size, cst.st_mtime_ns, cst.st_ctime_ns))
+                continue
+            child_key = _add_node(plan, child.path, cst, parts + (name,), origin, key)
+            if fmt == s_ifdir:
+                subdirs.append((child.path, parts + (name,), child_key))
         stack.extend(reversed(subdirs))
 
 
@@ -203,8 +220,14 @@ def _add_node(plan, path, st, parts, origin, parent_key=None):
 
 
 def make_plan(files=None, content=None, volume_id=None, volume_uuid=None, source_date_epoch=None,
-              rock_ridge=True, joliet=True, interchange_level=3, boot=None, cidata=None, environ=None):
-    """Validate every input and return a Plan; raise IsoError before anything is written."""
+              rock_ridge=True, joliet=True, interchange_level=3, boot=None, cidata=None, environ=None,
+              shallow=False):
+    """Validate every input and return a Plan; raise IsoError before anything is written.
+
+    ``shallow``: an outline that does not walk the source directories (only they themselves
+    are checked).  Its xorriso command is the full plan's whenever the full plan is valid,
+    but for a directory that a dest path implies and that a source tree holds under a name
+    a reader cannot tell apart from it (plain ISO 9660 names): the caller compares both."""
     plan = Plan()
     plan.rock_ridge, plan.joliet = bool(rock_ridge), bool(joliet)
     if interchange_level not in (1, 2, 3):
@@ -236,7 +259,7 @@ def make_plan(files=None, content=None, volume_id=None, volume_uuid=None, source
         parts = split_dest(item["dest"], origin)
         if not os.path.lexists(src):
             raise IsoError("%s: src %s does not exist" % (origin, src))
-        _walk(plan, src, parts, origin)
+        _walk(plan, src, parts, origin, shallow)
         plan.grafts.append((src, "/" + "/".join(parts)))
 
     for i, item in enumerate(content):
@@ -252,9 +275,43 @@ def make_plan(files=None, content=None, volume_id=None, volume_uuid=None, source
         _add(plan, entry, explicit=True)
         plan.generated.append(entry)
 
+    if shallow:
+        _cover_implied(plan)
     if boot is not None:
         plan.boot = _plan_boot(plan, boot)
     return plan
+
+
+def _cover_implied(plan):
+    """In an outline: a directory only a dest path implies, that a source tree below a graft
+    holds as a directory, is that tree's directory (as the walk would find)."""
+    trees = []
+    for src, dest in plan.grafts:
+        if os.path.isdir(src):
+            trees.append((split_dest(dest, "files"), src))
+    if not trees:
+        return
+    for entry in plan.entries.values():
+        if entry.kind != "dir" or entry.src is not None or not entry.path:
+            continue
+        for parts, src in trees:
+            if len(parts) >= len(entry.path) or entry.path[:len(parts)] != parts:
+                continue
+            found, mode = src, None
+            for name in entry.path[len(parts):]:
+                found = os.path.join(found, name)
+                try:
+                    st = os.lstat(found)
+                except OSError:
+                    found = None
+                    break
+                if not stat.S_ISDIR(st.st_mode):
+                    found = None
+                    break
+                mode = stat.S_IMODE(st.st_mode)
+            if found is not None:
+                entry.src, entry.mode = found, mode
+                break
 
 
 def _plan_boot(plan, boot):

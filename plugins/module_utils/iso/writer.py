@@ -208,11 +208,12 @@ class _Follower(threading.Thread):
         self.hash = hashlib.sha256()
         self.size = 0
         self.finished = threading.Event()
+        self.abandoned = False
         self.error = None
 
     def run(self):
         try:
-            while True:
+            while not self.abandoned:
                 last = self.finished.is_set()   # the writer is gone: what is there is all
                 data = os.pread(self.fd, 1 << 22, self.size)
                 if data:
@@ -225,10 +226,19 @@ class _Follower(threading.Thread):
         except Exception as exc:  # pylint: disable=broad-except
             self.error = exc
 
-    def result(self):
+    def stop(self, abandon=False):
+        """Let the thread read what is there (``abandon``: nothing more) and end; close the file."""
+        self.abandoned = abandon
         self.finished.set()
-        self.join()
-        os.close(self.fd)
+        if self.ident is not None:
+            self.join()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def result(self):
+        """(sha256, size) of the file, once its writer is gone."""
+        self.stop()
         if self.error is not None:
             raise IsoError("cannot read the new image back: %s" % self.error)
         return self.hash.hexdigest(), self.size
@@ -243,50 +253,83 @@ def _die_with_parent():
         pass
 
 
-def build_new(plan, out_path, run=default_run, popen=_tools.spawn, xorriso="xorriso", tmpdir=None):
-    """Let xorriso write the image of plan straight into out_path, a new file (created here,
-    0600, in a private directory); return (sha256, size).  No pipe, no comparison: the file's
-    bytes are hashed as xorriso writes them.  On failure out_path is removed."""
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    os.close(fd)
-    try:
-        workdir, staging = _staged(plan, run, xorriso, tmpdir)
+class NewImage(object):
+    """xorriso writing the image of a plan straight into ``out_path``, a new file (created
+    here, 0600, in a private directory), in the background.  No pipe, no comparison: the
+    file's bytes are hashed as xorriso writes them.  :meth:`finish` waits and returns
+    ``(sha256, size)``; :meth:`abort` stops it.  Either way out_path is removed on failure and
+    the staging directory always.
+
+    ``argv`` is the command it runs: a caller that started it from a plan made without
+    walking the source trees (:func:`.plan.make_plan` ``shallow``) compares it with the
+    command of the full plan (:meth:`matches`) and keeps it only when they are equal."""
+
+    def __init__(self, plan, out_path, run=default_run, popen=_tools.spawn, xorriso="xorriso", tmpdir=None):
+        self.out_path = out_path
+        self.proc = self.follower = self.workdir = None
+        self.xorriso = xorriso
+        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        os.close(fd)
         try:
-            errors = os.path.join(workdir, "xorriso.log")
-            argv = xorriso_command(plan, out_path, staging, xorriso=xorriso)
-            follower = _Follower(out_path)
-            with open(errors, "wb") as errf:
+            self.workdir, self.staging = _staged(plan, run, xorriso, tmpdir)
+            self.errors = os.path.join(self.workdir, "xorriso.log")
+            self.argv = xorriso_command(plan, out_path, self.staging, xorriso=xorriso)
+            self.follower = _Follower(out_path)
+            with open(self.errors, "wb") as errf:
                 try:
-                    proc = popen(argv, env=tool_env(plan.epoch), stdin=subprocess.DEVNULL, stdout=errf,
-                                 stderr=errf, preexec_fn=_die_with_parent)
+                    self.proc = popen(self.argv, env=tool_env(plan.epoch), stdin=subprocess.DEVNULL, stdout=errf,
+                                      stderr=errf, preexec_fn=_die_with_parent)
                 except OSError as exc:
-                    os.close(follower.fd)
-                    raise IsoError("cannot run %s: %s" % (argv[0], exc))
-                follower.start()
-                try:
-                    rc = proc.wait()
-                finally:
-                    if proc.poll() is None:     # interrupted: stop the writer
-                        proc.kill()
-                        proc.wait()
-                    digest, size = follower.result()
+                    raise IsoError("cannot run %s: %s" % (self.argv[0], exc))
+            self.follower.start()
+        except BaseException:
+            self.abort()
+            raise
+
+    def matches(self, plan):
+        """Whether this run writes exactly the image of ``plan``."""
+        return xorriso_command(plan, self.out_path, self.staging, xorriso=self.xorriso) == self.argv
+
+    def finish(self):
+        try:
+            try:
+                rc = self.proc.wait()
+            finally:
+                if self.proc.poll() is None:     # interrupted: stop the writer
+                    self.proc.kill()
+                    self.proc.wait()
+            digest, size = self.follower.result()
+            self.follower = None
             if rc != 0:
-                raise _failure(rc, errors)
-            if size != os.stat(out_path).st_size:
-                raise IsoError("xorriso changed %s while it was read back" % out_path)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    except BaseException:
-        _tools_discard(out_path)
-        raise
-    return digest, size
+                raise _failure(rc, self.errors)
+            if size != os.stat(self.out_path).st_size:
+                raise IsoError("xorriso changed %s while it was read back" % self.out_path)
+        except BaseException:
+            self.abort()
+            raise
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return digest, size
+
+    def abort(self):
+        """Stop xorriso and remove what this run wrote."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.follower is not None:
+            self.follower.stop(abandon=True)
+            self.follower = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            os.unlink(self.out_path)
+        except OSError:
+            pass
 
 
-def _tools_discard(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+def build_new(plan, out_path, **kwargs):
+    """Let xorriso write the image of plan straight into out_path, a new file; return
+    (sha256, size).  See :class:`NewImage`."""
+    return NewImage(plan, out_path, **kwargs).finish()
 
 
 def build_file(plan, out_path, **kwargs):
