@@ -18,10 +18,11 @@ description:
     and Joliet, optionally bootable with GRUB for BIOS and EFI and as a hybrid image for USB sticks.
   - The image is byte-reproducible - the same inputs give the same sha256 on any machine, in any time zone,
     at any time. Every date is O(source_date_epoch), owners are root, and the tree is traversed in sorted order.
-  - Idempotent - the new image is streamed from xorriso, hashed and compared with the existing image as it
+  - Idempotent - when an image exists, the new one is streamed from xorriso, hashed and compared with it as it
     arrives; only when the bytes differ is it written to a temporary file next to O(path) (the equal start copied
     from the old image) and renamed into place. An unchanged image is never rewritten and the module reports no
-    change.
+    change. An image that does not exist yet is written by xorriso straight into a temporary file next to
+    O(path), hashed as it grows, then renamed into place.
   - The backend is C(xorriso), chosen by measurement over pycdlib (see the collection's C(docs/iso9660.md)).
 author:
   - vmhost.virt contributors (@vmhost)

@@ -12,7 +12,8 @@ The package is split by what each part holds:
 * :mod:`.xorriso` - the xorriso command line, the tool environment and reading images back;
 * :mod:`.grub`    - the El Torito and EFI boot images (grub-mkimage, the one FAT builder of
   :mod:`..filesystems`);
-* :mod:`.writer`  - running xorriso and streaming the image into a file, comparing as it goes.
+* :mod:`.writer`  - running xorriso: a new image straight into its file, hashed as it grows; over an
+  existing image, streamed and compared as it goes.
 
 Backend: xorriso, chosen by measurement (benchmarks/iso.py): on a 1 GiB tree of
 65 570 small files and four large ones, xorriso took 4.5-6.8 s and pycdlib

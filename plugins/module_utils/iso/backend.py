@@ -12,6 +12,11 @@ existing image as it arrives; a new file is only
 written (in a private directory beside ``path``, then renamed) from the first differing byte
 on.  Check mode writes nothing, unless a diff needs the new image to list it (then into the
 module's temporary directory).
+
+An image that does not exist yet is written by xorriso itself into the private directory
+(:class:`.writer.NewImage`), started on an outline of the plan (``make_plan(shallow=True)``)
+while the full plan walks the sources; a failing walk stops it, a full plan whose command
+differs restarts it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -41,6 +46,7 @@ class Iso9660(_io.FileBackend):
         _io.FileBackend.__init__(self, params, check_mode, tools)
         self.tmpdir = tmpdir
         self.workdir = None
+        self.job = None             # xorriso writing a new image (writer.NewImage), until it is done
         self.image_diff = {}
 
     def failure_result(self):
@@ -72,7 +78,7 @@ class Iso9660(_io.FileBackend):
             # A new image: xorriso starts on the outline while the sources are walked, checked
             # and digested; a full plan that differs from the outline's command restarts it.
             self.workdir = _io.make_temp_dir(path, TEMP_TAG)
-            job = NewImage(outline, os.path.join(self.workdir, "new.iso"), tmpdir=self.tmpdir)
+            job = self.job = NewImage(outline, os.path.join(self.workdir, "new.iso"), tmpdir=self.tmpdir)
         try:
             plan = make_plan(**args)
             digest = plan.digest(build_tools(plan))
@@ -111,7 +117,8 @@ class Iso9660(_io.FileBackend):
                 job.abort()
                 job = None
             if job is None:
-                job = NewImage(plan, candidate, tmpdir=self.tmpdir)
+                job = self.job = NewImage(plan, candidate, tmpdir=self.tmpdir)
+            self.job = None
             sha256, size = job.finish()
             same = False
         self.result.update(sha256=sha256, size=size)
@@ -152,5 +159,8 @@ class Iso9660(_io.FileBackend):
         return self.image_diff or None     # unchanged: no diff, as before
 
     def close(self):
+        if self.job is not None:    # left by an error before it was done: stop it
+            self.job.abort()
+            self.job = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)

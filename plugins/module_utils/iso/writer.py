@@ -201,10 +201,13 @@ class _Follower(threading.Thread):
     below the file's size are final (xorriso writes a new image in one sequential pass), so
     the hash is ready when the writer is done, without a second pass over the file."""
 
-    def __init__(self, path):
+    def __init__(self, path, writeback=False):
         threading.Thread.__init__(self, name="sha256 of " + path)
         self.daemon = True
         self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # ``writeback``: start writing each hashed piece to the disk (not waiting for it), so
+        # that the fsync before the rename has little left to wait for
+        self.writeback = _writeback_starter() if writeback else None
         self.hash = hashlib.sha256()
         self.size = 0
         self.finished = threading.Event()
@@ -218,6 +221,8 @@ class _Follower(threading.Thread):
                 data = os.pread(self.fd, 1 << 22, self.size)
                 if data:
                     self.hash.update(data)
+                    if self.writeback is not None:
+                        self.writeback(self.fd, self.size, len(data))
                     self.size += len(data)
                 elif last:
                     return
@@ -242,6 +247,17 @@ class _Follower(threading.Thread):
         if self.error is not None:
             raise IsoError("cannot read the new image back: %s" % self.error)
         return self.hash.hexdigest(), self.size
+
+
+def _writeback_starter():
+    """``start(fd, offset, length)``: sync_file_range(SYNC_FILE_RANGE_WRITE), or None."""
+    try:
+        import ctypes
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+        call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    except (ImportError, OSError, AttributeError):
+        return None
+    return lambda fd, offset, length: call(fd, offset, length, 2)
 
 
 def _die_with_parent():
@@ -274,7 +290,7 @@ class NewImage(object):
             self.workdir, self.staging = _staged(plan, run, xorriso, tmpdir)
             self.errors = os.path.join(self.workdir, "xorriso.log")
             self.argv = xorriso_command(plan, out_path, self.staging, xorriso=xorriso)
-            self.follower = _Follower(out_path)
+            self.follower = _Follower(out_path, writeback=True)
             with open(self.errors, "wb") as errf:
                 try:
                     self.proc = popen(self.argv, env=tool_env(plan.epoch), stdin=subprocess.DEVNULL, stdout=errf,
