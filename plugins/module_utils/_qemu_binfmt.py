@@ -213,14 +213,18 @@ class BinfmtBackend(Backend):
             raise ModuleFailure("%s failed (rc=%s): %s (nothing after this step was changed)"
                                 % (" ".join(argv), rc, (err or out).strip()))
 
-    def take_over_services(self):
-        """Stop and disable the distribution's own registration services (before registering:
-        stopping Debian's binfmt-support unregisters its entries, which carry our names)."""
+    def service_names(self):
         units = self.params["distribution_services"] or []
         bad = [u for u in units if not SERVICE_NAME.match(u)]
         if bad:
             raise ModuleFailure("distribution_services: %s is not a systemd service name (like "
                                 "binfmt-support.service)" % ", ".join(repr(u) for u in bad))
+        return units
+
+    def take_over_services(self):
+        """Stop and disable the distribution's own registration services (before registering:
+        stopping Debian's binfmt-support unregisters its entries, which carry our names)."""
+        units = self.service_names()
         if not units or self.params["state"] != "present":
             return
         running = os.path.isdir(self.systemd_dir)
@@ -295,7 +299,7 @@ class BinfmtBackend(Backend):
             raise ModuleFailure("binfmt_d_path %s exists and is not a directory" % p["binfmt_d_path"])
 
         masks = self.mask_paths() if persistent and state == "present" else []
-        yield from self.take_over_services()
+        self.service_names()
 
         if not self.mounted():
             if not os.path.isdir(self.misc):
@@ -304,6 +308,8 @@ class BinfmtBackend(Backend):
                                     "(modprobe binfmt_misc); mount it yourself (mount -t binfmt_misc "
                                     "binfmt_misc %s) or fix binfmt_misc_path" % (self.misc, self.misc))
             yield Change("mount %s" % self.misc, apply=self.mount)
+        # after every check that can refuse the run, before anything is registered
+        yield from self.take_over_services()
 
         self.before_all = self.read_all()
         self.current = current = dict((n, self.before_all.get(n)) for n in wanted)
