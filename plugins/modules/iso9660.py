@@ -155,21 +155,17 @@ options:
         type: raw
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The image is built and compared as a stream; nothing is written (with diff mode, the new image
       goes to a temporary directory so it can be listed).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: Lists the paths added, removed and changed in the image, and both listings.
   safe_file_operations:
-    description: Uses Ansible's strict file operation functions to ensure proper permissions and avoid data corruption.
     support: full
     details: The image is written to a private temporary directory beside O(path), fsynced and renamed into
       place, and the directory is fsynced; what a killed run left there is removed by the next run.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details: A second run with the same inputs builds the same bytes, finds them equal to the image and reports no change
       without writing.
@@ -182,6 +178,8 @@ notes:
   - The GRUB images come from the GRUB installed on the managed node, so the same sha256 needs the same GRUB
     and xorriso versions.
 extends_documentation_fragment:
+  - vmhost.virt.attributes
+  - vmhost.virt.attributes.files
   - ansible.builtin.files
 seealso:
   - name: community.general.iso_create
