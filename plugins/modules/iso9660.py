@@ -172,8 +172,8 @@ attributes:
 notes:
   - Backend measured on 2 shared cores, 1 GiB tree (65 570 small files and four 128 MiB files) - xorriso 4.5-6.8 s,
     pycdlib 11.5-11.8 s (quiet machine); under load, best of 3, pycdlib used 1.41x xorriso's CPU without any date
-    fixing. This module took 1.18x (1 GiB tree) and 1.20x (300 MB tree of small files and links) the wall
-    time of C(xorriso -as mkisofs -R -J) for a new image, on a machine with a load of about 4.5 on 2 cores
+    fixing. This module took 1.33x (1 GiB tree) and 1.29x (300 MB tree of small files and links) the wall
+    time of C(xorriso -as mkisofs -R -J) for a new image, on a quiet machine
     (C(benchmarks/iso.py), figures in C(docs/iso9660.md)).
   - The GRUB images come from the GRUB installed on the managed node, so the same sha256 needs the same GRUB
     and xorriso versions.
