@@ -70,4 +70,4 @@ def test_a_backend_without_its_hook_is_refused_at_construction():
     class NoPlan(Backend):
         pass
     with pytest.raises(TypeError, match="plan"):
-        NoPlan({})
+        NoPlan({})  # pylint: disable=abstract-class-instantiated
