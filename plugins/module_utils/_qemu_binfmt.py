@@ -221,10 +221,10 @@ class BinfmtBackend(Backend):
                                 "binfmt-support.service)" % ", ".join(repr(u) for u in bad))
         return units
 
-    def take_over_services(self):
-        """Stop and disable the distribution's own registration services (before registering:
-        stopping Debian's binfmt-support unregisters its entries, which carry our names)."""
-        units = self.service_names()
+    def take_over_services(self, units):
+        """Stop and disable the distribution's own registration services ``units`` (checked by
+        :meth:`service_names`; before registering: stopping Debian's binfmt-support unregisters
+        its entries, which carry our names)."""
         if not units or self.params["state"] != "present":
             return
         running = os.path.isdir(self.systemd_dir)
@@ -286,7 +286,7 @@ class BinfmtBackend(Backend):
             raise ModuleFailure(str(exc))
         persistent = p["persistent"]
         if persistent is None:
-            persistent = os.path.isdir("/run/systemd/system")
+            persistent = os.path.isdir(self.systemd_dir)
         state = p["state"]
         self.result.update(skipped_platforms=skipped, persistent=persistent)
 
@@ -299,7 +299,7 @@ class BinfmtBackend(Backend):
             raise ModuleFailure("binfmt_d_path %s exists and is not a directory" % p["binfmt_d_path"])
 
         masks = self.mask_paths() if persistent and state == "present" else []
-        self.service_names()
+        units = self.service_names()
 
         if not self.mounted():
             if not os.path.isdir(self.misc):
@@ -309,7 +309,7 @@ class BinfmtBackend(Backend):
                                     "binfmt_misc %s) or fix binfmt_misc_path" % (self.misc, self.misc))
             yield Change("mount %s" % self.misc, apply=self.mount)
         # after every check that can refuse the run, before anything is registered
-        yield from self.take_over_services()
+        yield from self.take_over_services(units)
 
         self.before_all = self.read_all()
         self.current = current = dict((n, self.before_all.get(n)) for n in wanted)
