@@ -60,6 +60,8 @@ def timed(fn, cleanup=None):
     """(wall seconds, CPU seconds of this process and its children) of one call."""
     if cleanup:
         cleanup()
+    # the previous contender's image may still be going to disk: that writeback is not this run's cost
+    os.sync()
     t0, c0 = time.monotonic(), os.times()
     fn()
     t1, c1 = time.monotonic(), os.times()
