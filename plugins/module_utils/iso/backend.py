@@ -81,7 +81,7 @@ class Iso9660(_io.FileBackend):
             job = self.job = NewImage(outline, os.path.join(self.workdir, "new.iso"), tmpdir=self.tmpdir)
         try:
             plan = make_plan(**args)
-            digest = plan.digest(build_tools(plan))
+            digest = plan.digest(build_tools(plan), checksum_sources=bool(p.get("checksum_sources")))
         except BaseException:
             if job is not None:
                 job.abort()

@@ -15,6 +15,7 @@ import json
 import os
 import stat
 
+from ansible_collections.vmhost.virt.plugins.module_utils._checksum import file_sha256
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.cidata import cidata_content
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import (
     IsoError, MAX_ISO_DEPTH, MAX_JOLIET_LONG, name_key, name_problem, normalize_volume_id,
@@ -32,9 +33,10 @@ DIGEST_VERSION = 1
 class Entry(object):
     """One node of the planned image tree."""
 
-    __slots__ = ("path", "kind", "src", "mode", "target", "data", "origin", "size", "stamp")
+    __slots__ = ("path", "kind", "src", "mode", "target", "data", "origin", "size", "stamp", "ident")
 
-    def __init__(self, path, kind, origin, src=None, mode=None, target=None, data=None, size=0, stamp=None):
+    def __init__(self, path, kind, origin, src=None, mode=None, target=None, data=None, size=0, stamp=None,
+                 ident=None):
         self.path = path          # tuple of components
         self.kind = kind          # 'dir', 'file', 'link'
         self.origin = origin      # human description of the input that produced it
@@ -44,6 +46,7 @@ class Entry(object):
         self.data = data          # bytes of generated files
         self.size = size
         self.stamp = stamp        # (size, mtime_ns, ctime_ns) of a file on disk: what its bytes are taken to be
+        self.ident = ident        # (st_dev, st_ino) of that file as the walk saw it
 
     @property
     def iso_path(self):
@@ -67,15 +70,22 @@ class Plan(object):
         self.boot = None
         self.warnings = []
 
-    def digest(self, tools=()):
+    def digest(self, tools=(), checksum_sources=False):
         """SHA-256 of everything the image is built from: the options, every planned path with
-        its kind, mode, link target, source file and that file's size, mtime and ctime (not its
-        bytes), the bytes of generated files, and the size and mtime of ``tools`` (the xorriso
-        and GRUB files used).  Equal digests mean the image would come out the same unless a
-        source file's bytes changed while its size, mtime and ctime stayed the same."""
+        its kind, mode, link target, source file and that file's size, mtime and ctime, the
+        bytes of generated files, and the size and mtime of ``tools`` (the xorriso and GRUB
+        files used).  Without ``checksum_sources`` the source files' bytes are not read: equal
+        digests mean the image would come out the same unless a source file's bytes changed
+        while its size, mtime and ctime stayed the same.  With it, the digest also covers the
+        SHA-256 of every source file's bytes (each read once, :func:`.._checksum.file_sha256`;
+        an :class:`IsoError` when one vanished or is no longer the regular file walked), and
+        the option itself; without it the digest is the one earlier releases recorded."""
         digest = hashlib.sha256()
         head = [DIGEST_VERSION, self.volume_id, self.volume_digits, self.epoch, self.rock_ridge,
                 self.joliet, self.level, self.boot, self.grafts]
+        if checksum_sources:
+            head.append({"checksum_sources": True})
+        followed = set(src for src, _dest in self.grafts)   # a link named as a src is followed
         for tool in tools:
             try:
                 st = os.stat(tool)
@@ -86,8 +96,11 @@ class Plan(object):
         for key in sorted(self.entries):
             e = self.entries[key]
             data = hashlib.sha256(e.data).hexdigest() if e.data is not None else None
-            digest.update(repr((e.path, e.kind, e.mode, e.target, e.src, e.stamp, data)).encode(
-                "utf-8", "surrogateescape"))
+            fields = (e.path, e.kind, e.mode, e.target, e.src, e.stamp, data)
+            if checksum_sources and e.kind == "file" and e.src is not None and e.data is None:
+                src = os.path.realpath(e.src) if e.src in followed else e.src
+                fields += (file_sha256(src, e.ident, IsoError, e.origin),)
+            digest.update(repr(fields).encode("utf-8", "surrogateescape"))
         return digest.hexdigest()
 
     def listing(self):
@@ -190,7 +203,8 @@ def _walk(plan, src, dest_parts, origin, shallow=False):
             if fmt == s_ifreg and len(name) <= unchecked and child_key not in entries:
                 # the common case, inline: a regular file with a short name at a new path
                 entries[child_key] = Entry(parts + (name,), "file", origin, child.path, s_imode(cst.st_mode),
-                                           size=cst.st_size, stamp=(cst.st_size, cst.st_mtime_ns, cst.st_ctime_ns))
+                                           size=cst.st_size, stamp=(cst.st_size, cst.st_mtime_ns, cst.st_ctime_ns),
+                                           ident=(cst.st_dev, cst.st_ino))
                 continue
             child_key = _add_node(plan, child.path, cst, parts + (name,), origin, key)
             if fmt == s_ifdir:
@@ -206,7 +220,7 @@ def _add_node(plan, path, st, parts, origin, parent_key=None):
                     parent_key=parent_key)
     if fmt == stat.S_IFREG:
         _add(plan, Entry(parts, "file", origin, src=path, mode=stat.S_IMODE(st.st_mode), size=st.st_size,
-                         stamp=(st.st_size, st.st_mtime_ns, st.st_ctime_ns)),
+                         stamp=(st.st_size, st.st_mtime_ns, st.st_ctime_ns), ident=(st.st_dev, st.st_ino)),
              explicit=True, parent_key=parent_key)
     elif fmt == stat.S_IFLNK:
         if not plan.rock_ridge:
