@@ -32,6 +32,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     run,
 )
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
+from ansible_collections.vmhost.virt.plugins.module_utils._checksum import file_sha256
 from ansible_collections.vmhost.virt.plugins.module_utils import _tools
 from ansible_collections.vmhost.virt.plugins.module_utils._tools import GRUB_EFI_DIR
 from ansible_collections.vmhost.virt.plugins.module_utils import filesystems as fsmod
@@ -127,18 +128,26 @@ def _stamp(path):
         return [path, None]
 
 
-def tree_stamps(tree):
+def tree_stamps(tree, checksum=False, origin="contents"):
     """One line per file below ``tree`` (sorted walk): path, type and mode, owner, size,
-    mtime and ctime in ns, link target."""
+    mtime and ctime in ns, link target; with ``checksum`` a regular file's line also ends
+    with the SHA-256 of its bytes (:func:`._checksum.file_sha256`, an :class:`ImageError`
+    when the file vanished or is no longer the regular file listed)."""
     for root, dirs, files in os.walk(tree):
         dirs.sort()
         for name in sorted(dirs + files):
             full = os.path.join(root, name)
-            st = os.lstat(full)
-            target = os.readlink(full) if stat.S_ISLNK(st.st_mode) else ""
-            yield "%s\0%o %d:%d %d %d %d\0%s\n" % (
+            try:
+                st = os.lstat(full)
+                target = os.readlink(full) if stat.S_ISLNK(st.st_mode) else ""
+            except OSError as exc:
+                raise ImageError("%s: %s cannot be read: %s" % (origin, full, exc.strerror or exc))
+            line = "%s\0%o %d:%d %d %d %d\0%s" % (
                 os.path.relpath(full, tree), st.st_mode, st.st_uid, st.st_gid, st.st_size,
                 st.st_mtime_ns, st.st_ctime_ns, target)
+            if checksum and stat.S_ISREG(st.st_mode):
+                line += "\0" + file_sha256(full, (st.st_dev, st.st_ino), ImageError, origin)
+            yield line + "\n"
 
 
 class PartitionTable(_io.FileBackend):
@@ -196,19 +205,25 @@ class PartitionTable(_io.FileBackend):
     def plan_digest(self):
         """SHA-256 of what the image is built from: the planned layout, the options, the tools'
         size and mtime, and every file of every ``contents`` tree with its type, mode, owner,
-        size, mtime, ctime and link target (not its bytes: a file rewritten with the same size,
-        mtime and ctime is not seen)."""
+        size, mtime, ctime and link target.  Without ``checksum_sources`` not its bytes (a file
+        rewritten with the same size, mtime and ctime is not seen; the digest is the one
+        earlier releases recorded); with it also the SHA-256 of every regular file's bytes,
+        and the option itself."""
+        checksum = bool(self.params.get("checksum_sources"))
         digest = hashlib.sha256()
         tools = [shutil.which(t) or t for t in ("mkfs.ext4", "mkfs.fat", "mcopy", "debugfs", "grub-mkimage")]
         request = dict((key, self.params.get(key)) for key in (
             "label", "size", "disk_guid", "partitions", "bootloader", "kernel_cmdline"))
         # the request, not the layout: without source_date_epoch unset UUIDs are random
         head = [DIGEST_VERSION, request, self.epoch, [_stamp(t) for t in tools]]
+        if checksum:
+            head.append({"checksum_sources": True})
         digest.update(json.dumps(head, sort_keys=True, default=str).encode("utf-8", "surrogateescape"))
         for part in self.layout["partitions"]:
             if part["contents"] is not None:
                 digest.update(("\0partition %d\0" % part["number"]).encode("ascii"))
-                for line in tree_stamps(part["contents"]):
+                for line in tree_stamps(part["contents"], checksum,
+                                        "partition %d contents" % part["number"]):
                     digest.update(line.encode("utf-8", "surrogateescape"))
         return digest.hexdigest()
 

@@ -153,6 +153,17 @@ options:
       network_config:
         description: Network configuration (version 1 or 2) as a dictionary or text.
         type: raw
+  checksum_sources:
+    description:
+      - Also compare the bytes of the sources when deciding that the image is unchanged without building it.
+      - Without it, that decision covers each file of O(files) (walked trees included) by path, size, mtime and
+        ctime, so a file whose bytes change while all three stay the same is not noticed.
+      - With it, the SHA-256 of every such file is part of the recorded plan, so any change of bytes rebuilds the
+        image. Each run then reads every source byte once, even when nothing changed.
+      - Images recorded with the default stay valid; turning the option on or off builds and compares once.
+    type: bool
+    default: false
+    version_added: 0.1.0
 attributes:
   check_mode:
     support: full
@@ -237,6 +248,15 @@ EXAMPLES = r"""
             initrd /boot/initrd.img
           }
     boot: {}
+
+- name: Rebuild a data ISO whenever any source byte changes (reads every source file on each run)
+  vmhost.virt.iso9660:
+    path: /srv/images/firmware.iso
+    volume_id: firmware
+    checksum_sources: true
+    files:
+      - src: /srv/firmware/
+        dest: /
 """
 
 RETURN = r"""
@@ -321,6 +341,7 @@ def main():
                 meta_data=dict(type="raw"),
                 network_config=dict(type="raw"),
             )),
+            checksum_sources=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
         add_file_common_args=True,

@@ -175,6 +175,18 @@ options:
         the module fails and changes nothing.
     type: bool
     default: false
+  checksum_sources:
+    description:
+      - Also compare the bytes of the O(partitions[].contents) trees when deciding whether the image must be
+        rebuilt.
+      - Without it, each contents file is compared by type, mode, owner, size, mtime, ctime and link target, so a
+        file whose bytes change while all of these stay the same is not noticed.
+      - With it, the SHA-256 of every regular contents file is part of the recorded build, so any change of bytes
+        rebuilds the image. Each run then reads every contents byte once, even when nothing changed.
+      - Images recorded with the default stay valid; turning the option on or off rebuilds once.
+    type: bool
+    default: false
+    version_added: 0.1.0
 extends_documentation_fragment:
   - vmhost.virt.attributes
   - vmhost.virt.attributes.files
@@ -213,6 +225,18 @@ EXAMPLES = r"""
         fs: ext4
         label: data
         contents: /srv/data
+
+- name: A data disk rebuilt whenever any byte of its contents changes (reads every file on each run)
+  vmhost.virt.partition_table:
+    path: /var/lib/images/config.raw
+    size: 64MiB
+    checksum_sources: true
+    source_date_epoch: 1700000000
+    partitions:
+      - size: rest
+        fs: ext4
+        label: config
+        contents: /srv/config
 
 - name: Then convert it for QEMU
   vmhost.virt.disk_image:
@@ -299,6 +323,7 @@ def main():
             bootloader=dict(type="str", default="none", choices=["none", "efi"]),
             kernel_cmdline=dict(type="str", default="rw console=tty0 console=ttyS0,115200n8"),
             force=dict(type="bool", default=False),
+            checksum_sources=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
         add_file_common_args=True,
