@@ -160,6 +160,45 @@ def test_mode_change_only(tree, tmp_path):
     assert not result["changed"]
 
 
+def _stamp(path):
+    st = os.stat(str(path))
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def test_checksum_sources_sees_a_byte_change_that_keeps_size_and_mtime(tree, tmp_path):
+    """checksum_sources: an unchanged run touches nothing (no xorriso: the image's inode, mtime
+    and ctime stay; a build that compared equal would rewrite the record and move the ctime),
+    and a source rewritten with the same size and mtime is rebuilt, check mode predicting it."""
+    image = tmp_path / "sum.iso"
+    plain = run_ok(args_for(tree, image))
+    try:
+        os.getxattr(str(image), "user.vmhost.built-from")
+    except OSError:
+        pytest.skip("this file system keeps no extended attributes")
+    args = args_for(tree, image, checksum_sources=True)
+    # the option turned on: the plan differs, the image is built, compares equal, keeps its bytes
+    result = run_ok(args)
+    assert not result["changed"] and result["sha256"] == plain["sha256"] == sha256_of(image)
+    before = _stamp(image)
+    assert not run_ok(args, check=True)["changed"]
+    assert not run_ok(args)["changed"]
+    assert _stamp(image) == before
+    # same size, the old mtime put back: only the bytes tell
+    secret = tree / "etc" / "secret"
+    old = os.stat(str(secret))
+    secret.write_text("t\n")
+    os.utime(str(secret), ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert (os.stat(str(secret)).st_size, os.stat(str(secret)).st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    predicted = run_ok(args, check=True)
+    assert predicted["changed"] and predicted["sha256"] != plain["sha256"] and _stamp(image) == before
+    result = run_ok(args)
+    assert result["changed"] and result["sha256"] == predicted["sha256"] == sha256_of(image)
+    assert extract(str(image), "/data/etc/secret", tmp_path) == b"t\n"
+    after = _stamp(image)
+    assert not run_ok(args, check=True)["changed"] and not run_ok(args)["changed"]
+    assert _stamp(image) == after
+
+
 def test_cidata_seed(tmp_path):
     image = tmp_path / "seed.iso"
     user = {"users": [{"name": "alice", "ssh_authorized_keys": ["ssh-ed25519 AAAAC3Nz alice@example"]}]}

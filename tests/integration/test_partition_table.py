@@ -136,6 +136,52 @@ def test_gpt_efi_image_check_run_check_run(tmp_path, small_trees):
     assert sorted(os.listdir(str(tmp_path))) == ["again", "disk.raw", "esp", "root"]
 
 
+def _stamp(path):
+    st = os.stat(str(path))
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def test_checksum_sources_sees_a_byte_change_that_keeps_size_and_mtime(tmp_path, small_trees):
+    """checksum_sources: turning it on rebuilds the image once (another record); an unchanged
+    run writes nothing (the image's inode, mtime and ctime stay: no mkfs ran); a contents file
+    rewritten with the same size and mtime is rebuilt without force, check mode predicting it."""
+    root, _esp = small_trees
+    disk = tmp_path / "sum.raw"
+    args = {"path": str(disk), "size": "32MiB", "label": "gpt", "source_date_epoch": EPOCH,
+            "partitions": [{"size": "rest", "fs": "ext4", "label": "root", "uuid": ROOT_UUID,
+                            "contents": str(root)}]}
+    assert run_module("partition_table", args)["changed"]
+    try:
+        os.getxattr(str(disk), "user.vmhost.built-from")
+    except OSError:
+        pytest.skip("this file system keeps no extended attributes")
+    args["checksum_sources"] = True
+    res = run_module("partition_table", args)
+    assert res["changed"] and "contents or options changed" in res["differences"][0], res
+    before = _stamp(disk)
+    assert run_module("partition_table", args, check=True)["changed"] is False
+    assert run_module("partition_table", args)["changed"] is False
+    assert _stamp(disk) == before
+    # same size, the old mtime put back: only the bytes tell
+    hostname = root / "etc" / "hostname"
+    old = os.stat(str(hostname))
+    hostname.write_text("otherhost\n")
+    os.utime(str(hostname), ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert (os.stat(str(hostname)).st_size, os.stat(str(hostname)).st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    res = run_module("partition_table", args, check=True)
+    assert res["changed"] and "contents or options changed" in res["differences"][0], res
+    assert _stamp(disk) == before
+    res = run_module("partition_table", args)
+    assert res["changed"] and not res.get("failed"), res
+    assert ext_cat(disk, 1 << 20, "/etc/hostname") == b"otherhost\n"
+    e2fsck(disk, 1 << 20)
+    after = _stamp(disk)
+    assert after[0] != before[0]
+    assert run_module("partition_table", args, check=True)["changed"] is False
+    assert run_module("partition_table", args)["changed"] is False
+    assert _stamp(disk) == after
+
+
 def test_derived_guids_and_environment_epoch(tmp_path, small_trees):
     root, esp = small_trees
     args = gpt_args(tmp_path / "a.raw", root, esp)
