@@ -24,6 +24,7 @@ import time
 from ansible_collections.vmhost.virt.plugins.module_utils import _tools
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.grub import build_grub_images
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import IsoError
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.stamp import ImageStart, stamp_dates
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.tools import default_run, tool_env
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.xorriso import xorriso_command
 
@@ -114,8 +115,10 @@ class ImageSink(object):
         return self.hash.hexdigest()
 
 
-def stream(argv, fifo, sink, env, popen=_tools.spawn, stderr_path=None):
-    """Run argv (which writes the image to the named pipe ``fifo``) and feed the bytes to sink."""
+def stream(argv, fifo, sink, env, popen=_tools.spawn, stderr_path=None, epoch=None):
+    """Run argv (which writes the image to the named pipe ``fifo``) and feed the bytes to sink;
+    return argv's exit status.  With ``epoch``, every node date of the image is set to it
+    (:func:`.stamp.stamp_dates`) before its start reaches sink."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     try:
         try:
@@ -129,32 +132,51 @@ def stream(argv, fifo, sink, env, popen=_tools.spawn, stderr_path=None):
         except OSError as exc:
             errf.close()
             raise IsoError("cannot run %s: %s" % (argv[0], exc))
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLHUP)
-        while True:
-            poller.poll(200)
-            try:
-                data = os.read(fd, 1 << 20)
-            except BlockingIOError:
-                continue
-            if data:
+        try:
+            chunks = _pipe_chunks(fd, proc)
+            if epoch is not None:
+                start = ImageStart(lambda: next(chunks, b""))
+                try:
+                    stamp_dates(start, epoch)
+                except IsoError:
+                    for _chunk in chunks:   # let the writer end: its own failure says more
+                        pass
+                    if proc.returncode:
+                        return proc.returncode
+                    raise
+                sink.write(bytes(start.data))
+            for data in chunks:
                 sink.write(data)
-                continue
-            if proc.poll() is not None:
-                while True:  # whatever is still buffered
-                    try:
-                        data = os.read(fd, 1 << 20)
-                    except BlockingIOError:
-                        break
-                    if not data:
-                        break
-                    sink.write(data)
-                break
-            time.sleep(0.02)  # no writer yet, or it has just closed the pipe and is finishing
-        errf.close()
+        finally:
+            errf.close()
         return proc.returncode
     finally:
         os.close(fd)
+
+
+def _pipe_chunks(fd, proc):
+    """The bytes arriving in the pipe ``fd``, until its writer ``proc`` has ended."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    while True:
+        poller.poll(200)
+        try:
+            data = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            continue
+        if data:
+            yield data
+            continue
+        if proc.poll() is not None:
+            while True:  # whatever is still buffered
+                try:
+                    data = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    return
+                if not data:
+                    return
+                yield data
+        time.sleep(0.02)  # no writer yet, or it has just closed the pipe and is finishing
 
 
 def _staged(plan, run, xorriso, tmpdir):
@@ -188,7 +210,7 @@ def build(plan, sink, run=default_run, popen=_tools.spawn, xorriso="xorriso", tm
         os.mkfifo(fifo, 0o600)
         errors = os.path.join(workdir, "xorriso.log")
         argv = xorriso_command(plan, fifo, staging, xorriso=xorriso)
-        rc = stream(argv, fifo, sink, tool_env(plan.epoch), popen=popen, stderr_path=errors)
+        rc = stream(argv, fifo, sink, tool_env(plan.epoch), popen=popen, stderr_path=errors, epoch=plan.epoch)
         if rc != 0:
             raise _failure(rc, errors)
     finally:
@@ -196,18 +218,27 @@ def build(plan, sink, run=default_run, popen=_tools.spawn, xorriso="xorriso", tm
     return sink
 
 
+class _Abandoned(Exception):
+    pass
+
+
 class _Follower(threading.Thread):
     """Hashes a file that another process writes from start to end, as it grows: the bytes
     below the file's size are final (xorriso writes a new image in one sequential pass), so
-    the hash is ready when the writer is done, without a second pass over the file."""
+    the hash is ready when the writer is done, without a second pass over the file.
 
-    def __init__(self, path, writeback=False):
+    With ``epoch``, the file is an ISO 9660 image whose node dates are first set to it
+    (:func:`.stamp.stamp_dates`, written back into the file) as soon as its directory trees
+    are there, and the hash covers the stamped bytes."""
+
+    def __init__(self, path, writeback=False, epoch=None):
         threading.Thread.__init__(self, name="sha256 of " + path)
         self.daemon = True
-        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self.fd = os.open(path, (os.O_RDWR if epoch is not None else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0))
         # ``writeback``: start writing each hashed piece to the disk (not waiting for it), so
         # that the fsync before the rename has little left to wait for
         self.writeback = _writeback_starter() if writeback else None
+        self.epoch = epoch
         self.hash = hashlib.sha256()
         self.size = 0
         self.finished = threading.Event()
@@ -216,20 +247,40 @@ class _Follower(threading.Thread):
 
     def run(self):
         try:
-            while not self.abandoned:
-                last = self.finished.is_set()   # the writer is gone: what is there is all
-                data = os.pread(self.fd, 1 << 22, self.size)
-                if data:
-                    self.hash.update(data)
-                    if self.writeback is not None:
-                        self.writeback(self.fd, self.size, len(data))
-                    self.size += len(data)
-                elif last:
+            if self.epoch is not None:
+                self._stamp()
+            while True:
+                data = self._more(self.size)
+                if not data:
                     return
-                else:
-                    self.finished.wait(0.05)
+                self._hashed(data)
+        except _Abandoned:
+            pass
         except Exception as exc:  # pylint: disable=broad-except
             self.error = exc
+
+    def _more(self, offset):
+        """The next bytes of the file from offset, waiting for the writer; b"" once it is gone."""
+        while not self.abandoned:
+            last = self.finished.is_set()   # the writer is gone: what is there is all
+            data = os.pread(self.fd, 1 << 22, offset)
+            if data or last:
+                return data
+            self.finished.wait(0.05)
+        raise _Abandoned()
+
+    def _hashed(self, data):
+        self.hash.update(data)
+        if self.writeback is not None:
+            self.writeback(self.fd, self.size, len(data))
+        self.size += len(data)
+
+    def _stamp(self):
+        start = ImageStart(lambda: self._more(len(start.data)))
+        stamp_dates(start, self.epoch)
+        for offset, data in start.changed_runs():
+            os.pwrite(self.fd, data, offset)
+        self._hashed(bytes(start.data))
 
     def stop(self, abandon=False):
         """Let the thread read what is there (``abandon``: nothing more) and end; close the file."""
@@ -244,6 +295,8 @@ class _Follower(threading.Thread):
     def result(self):
         """(sha256, size) of the file, once its writer is gone."""
         self.stop()
+        if isinstance(self.error, IsoError):
+            raise IsoError("cannot set the dates of the new image: %s" % self.error)
         if self.error is not None:
             raise IsoError("cannot read the new image back: %s" % self.error)
         return self.hash.hexdigest(), self.size
@@ -290,7 +343,7 @@ class NewImage(object):
             self.workdir, self.staging = _staged(plan, run, xorriso, tmpdir)
             self.errors = os.path.join(self.workdir, "xorriso.log")
             self.argv = xorriso_command(plan, out_path, self.staging, xorriso=xorriso)
-            self.follower = _Follower(out_path, writeback=True)
+            self.follower = _Follower(out_path, writeback=True, epoch=plan.epoch)
             with open(self.errors, "wb") as errf:
                 try:
                     self.proc = popen(self.argv, env=tool_env(plan.epoch), stdin=subprocess.DEVNULL, stdout=errf,
@@ -314,10 +367,11 @@ class NewImage(object):
                 if self.proc.poll() is None:     # interrupted: stop the writer
                     self.proc.kill()
                     self.proc.wait()
+            self.follower.stop()      # it reads what is there and ends
+            if rc != 0:     # before the follower's error: a short image is xorriso's failure
+                raise _failure(rc, self.errors)
             digest, size = self.follower.result()
             self.follower = None
-            if rc != 0:
-                raise _failure(rc, self.errors)
             if size != os.stat(self.out_path).st_size:
                 raise IsoError("xorriso changed %s while it was read back" % self.out_path)
         except BaseException:
