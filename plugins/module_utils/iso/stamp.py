@@ -62,9 +62,9 @@ class ImageStart(object):
     """The start of an image, read as far as it is needed.
 
     ``more()`` returns the next bytes of the image (any amount, in order), ``b""`` once it has
-    ended.  ``data`` holds every byte read so far; :meth:`patch` changes them in place and
-    notes the sectors it touched, which :meth:`changed_runs` gives back to a caller that must
-    also write them to the image's file."""
+    ended.  ``data`` holds every byte read so far; the stamper changes them in place and notes
+    the sectors it touched (:meth:`touched`), which :meth:`changed_runs` gives back to a caller
+    that must also write them to the image's file."""
 
     def __init__(self, more):
         self.more = more
@@ -79,11 +79,9 @@ class ImageStart(object):
                                "complete ISO 9660 image" % (len(self.data), what, end))
             self.data += chunk
 
-    def patch(self, offset, value):
-        end = offset + len(value)
-        if self.data[offset:end] != value:
-            self.data[offset:end] = value
-            self.sectors.update(range(offset // SECTOR, (end - 1) // SECTOR + 1))
+    def touched(self, start, end):
+        """Note that bytes [start, end) may change (they are written back whole)."""
+        self.sectors.update(range(start // SECTOR, (end - 1) // SECTOR + 1))
 
     def changed_runs(self):
         """(offset, bytes) of the changed sectors, neighbours joined: what to write back."""
@@ -153,16 +151,19 @@ class _Walker(object):
         raise IsoError("no volume descriptor set terminator in the first %d descriptors" % MAX_DESCRIPTORS)
 
     def run(self):
+        image = self.image
         while self.pending or self.areas:
             if self.areas:
                 offset, length = self.areas.pop()
-                self.image.need(offset + length, "a continuation area")
+                image.need(offset + length, "a continuation area")
+                image.touched(offset, offset + length)
                 self.susp(offset, offset + length)
                 self.areas_done += 1
                 continue
             start, length, susp = self.pending.pop()
-            self.image.need(start + length, "a directory")
-            data = self.image.data
+            image.need(start + length, "a directory")
+            image.touched(start, start + length)
+            data = image.data
             for sector in range(start, start + length, SECTOR):
                 pos, end = sector, min(sector + SECTOR, start + length)
                 while pos < end and data[pos]:
@@ -170,19 +171,22 @@ class _Walker(object):
 
     def record(self, pos, susp, what, limit=None, root=False):
         """Stamp the directory record at ``pos``; queue the directory and continuation areas it
-        points to; return its length."""
+        points to; return its length.  (The caller notes the sectors it touches.)"""
         data = self.image.data
-        self.image.need(pos + 34, what)
+        if limit is None:
+            self.image.need(pos + 34, what)
         length, name_len = data[pos], data[pos + 32]
         end = pos + length
         if length < 34 or 33 + name_len > length or (limit is not None and end > limit):
             raise IsoError("malformed directory record at byte %d of the image" % pos)
-        self.image.need(end, what)
-        self.image.patch(pos + 18, self.date7)
+        if limit is None:
+            self.image.need(end, what)
+            self.image.touched(pos, end)
+        data[pos + 18:pos + 25] = self.date7
         self.records += 1
         # a subdirectory (not "." or ".." of this one, names 0 and 1), or a tree's root
         if data[pos + 25] & DIR_FLAG and (root or name_len != 1 or data[pos + 33] > 1):
-            extent, size = struct.unpack_from("<I", data, pos + 2)[0], struct.unpack_from("<I", data, pos + 10)[0]
+            extent, size = _TWO_WORDS.unpack_from(data, pos + 2)
             if extent in self.seen:
                 raise IsoError("directory extent %d appears twice in the image's tree" % extent)
             self.seen.add(extent)
@@ -190,35 +194,41 @@ class _Walker(object):
                 raise IsoError("malformed directory extent (block %d, %d bytes) at byte %d" % (extent, size, pos))
             self.pending.append((extent * SECTOR, size, susp))
         if susp:
-            self.susp(pos + 33 + name_len + (1 - name_len % 2), end)
+            self.susp(pos + 34 + name_len - name_len % 2, end)
         return length
 
     def susp(self, pos, end):
         """Stamp the TF entries of the system use entries in [pos, end); queue CE areas."""
         data = self.image.data
         while pos + 4 <= end:
-            sig, length = bytes(data[pos:pos + 2]), data[pos + 2]
+            first, second, length = data[pos], data[pos + 1], data[pos + 2]
             if length < 4 or pos + length > end:
-                raise IsoError("malformed system use entry %r at byte %d of the image" % (sig, pos))
-            if sig == b"TF":
+                raise IsoError("malformed system use entry %r at byte %d of the image"
+                               % (bytes(data[pos:pos + 2]), pos))
+            if first == 0x54 and second == 0x46:            # TF
                 self.tf(pos, length)
-            elif sig == b"CE" and length >= 28:
+            elif first == 0x43 and second == 0x45 and length >= 28:     # CE
                 block, offset, size = (struct.unpack_from("<I", data, pos + at)[0] for at in (4, 12, 20))
                 area = block * SECTOR + offset
                 if area in self.seen:
                     raise IsoError("continuation area at byte %d appears twice in the image" % area)
                 self.seen.add(area)
                 self.areas.append((area, size))
-            elif sig == b"ST":
+            elif first == 0x53 and second == 0x54:          # ST: the end of the entries
                 return
             pos += length
 
     def tf(self, pos, length):
-        flags = self.image.data[pos + 4]
+        data = self.image.data
+        flags = data[pos + 4]
         size = 17 if flags & TF_LONG_FORM else 7
-        count = bin(flags & 0x7F).count("1")
+        count = _BITS[flags & 0x7F]
         if length != 5 + count * size:
             raise IsoError("malformed Rock Ridge TF entry at byte %d of the image" % pos)
         date = self.date17 if size == 17 else self.date7
-        for n in range(count):
-            self.image.patch(pos + 5 + n * size, date)
+        for at in range(pos + 5, pos + 5 + count * size, size):
+            data[at:at + size] = date
+
+
+_TWO_WORDS = struct.Struct("<I4xI")        # extent (LE), skip its BE copy, size (LE)
+_BITS = [bin(n).count("1") for n in range(128)]
