@@ -21,17 +21,9 @@ import hashlib
 import os
 import stat
 
+from ansible_collections.vmhost.virt.plugins.module_utils._io import describe_mode
+
 CHUNK = 1 << 20
-
-
-def _what(mode):
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISLNK, "a symbolic link"))
-    for test, words in kinds:
-        if test(mode):
-            return words
-    return "a special file"
 
 
 def file_sha256(path, ident, error, origin=None):
@@ -54,7 +46,7 @@ def file_sha256(path, ident, error, origin=None):
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise error("%s%s is now %s, no longer the regular file listed; not reading it"
-                        % (where, path, _what(st.st_mode)))
+                        % (where, path, describe_mode(st.st_mode)))
         if (st.st_dev, st.st_ino) != tuple(ident):
             raise error("%s%s was replaced by another file after the sources were listed" % (where, path))
         digest = hashlib.sha256()

@@ -20,12 +20,12 @@ __metaclass__ = type
 import os
 
 from ansible_collections.vmhost.virt.plugins.module_utils._module import Backend, ModuleFailure
+from ansible_collections.vmhost.virt.plugins.module_utils._tools import SYSTEMD_DIR
 
 # The facts the roles read (without the ``ansible_`` prefix), and the subsets that give them.
 OS_FACTS = ("distribution", "distribution_version", "distribution_major_version",
             "distribution_release", "os_family", "pkg_mgr")
 SUBSETS = ["!all", "!min", "distribution", "pkg_mgr"]
-SYSTEMD_DIR = "/run/systemd/system"
 
 
 def collect_os_facts(module, timeout=10):

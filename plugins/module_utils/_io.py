@@ -121,12 +121,17 @@ def describe(path):
         st = os.lstat(path)
     except OSError:
         return None
+    return describe_mode(st.st_mode)
+
+
+def describe_mode(mode):
+    """The kind of file of an ``st_mode``, in words ("a regular file", "a FIFO", ...)."""
     kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISBLK, "a block device"),
              (stat.S_ISCHR, "a character device"), (stat.S_ISDIR, "a directory"),
              (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
              (stat.S_ISREG, "a regular file"))
     for test, words in kinds:
-        if test(st.st_mode):
+        if test(mode):
             return words
     return "a special file"  # pragma: no cover
 

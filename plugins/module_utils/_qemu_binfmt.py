@@ -25,7 +25,6 @@ from ansible_collections.vmhost.virt.plugins.module_utils import binfmt as B
 from ansible_collections.vmhost.virt.plugins.module_utils._module import Backend, Change, ModuleFailure
 
 TEMP_TAG = "qemu_binfmt"
-SYSTEMD_DIR = "/run/systemd/system"
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9:_.@-]+\.service$")
 # a distribution's binfmt.d file name, "{}" standing for the platform (qemu-{}-static.conf)
 MASK_NAME = re.compile(r"^[A-Za-z0-9._-]*\{\}[A-Za-z0-9._-]*\.conf$")
@@ -139,7 +138,7 @@ class BinfmtBackend(Backend):
         self.files_after = {}
         self.services_before = {}
         self.services_after = {}
-        self.systemd_dir = SYSTEMD_DIR
+        self.systemd_dir = _tools.SYSTEMD_DIR
 
     # ------------------------------------------------------------ binfmt_misc
     def mounted(self):

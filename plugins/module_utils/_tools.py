@@ -14,6 +14,8 @@ __metaclass__ = type
 import os
 import subprocess
 
+# A directory exactly while systemd runs as the init system (sd_booted(3)).
+SYSTEMD_DIR = "/run/systemd/system"
 # Where Debian's grub-efi-amd64-bin keeps the x86_64-efi modules (grub-mkimage -d).
 GRUB_EFI_DIR = "/usr/lib/grub/x86_64-efi"
 # 1980-01-01T00:00:00Z, the earliest date FAT can hold.
