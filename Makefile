@@ -145,8 +145,10 @@ docs: deps venv collection
 	$(PY) scripts/gen_test_table.py
 	bash scripts/build_docs.sh
 
+# Every benchmark, or those named: make bench BENCHES="benchmarks/images.py benchmarks/iso.py"
+BENCHES ?= $(sort $(wildcard benchmarks/*.py))
 bench: venv collection fixtures
-	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+	for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(TMP) .pytest_cache
