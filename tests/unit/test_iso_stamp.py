@@ -36,6 +36,15 @@ def xorriso_dated(plan, out, tmpdir):
     return writer.sha256_file(out)
 
 
+def undated_image(plan, out, tmpdir):
+    """The image as xorriso writes it, before the stamper: node dates from the sources."""
+    workdir, staging = writer._staged(plan, default_run, "xorriso", tmpdir)  # pylint: disable=protected-access
+    subprocess.run(xorriso.xorriso_command(plan, out, staging), check=True, env=tool_env(plan.epoch),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shutil.rmtree(workdir)
+    return out
+
+
 @pytest.fixture
 def rich_tree(tmp_path):
     """Long names (Rock Ridge NM entries that overflow into continuation areas), a long link
@@ -96,11 +105,7 @@ def test_stamped_images_are_xorrisos_dated_images(rich_tree, tmp_path, options):
 @needs_xorriso
 def test_continuation_areas_and_relocated_directories_are_walked(rich_tree, tmp_path):
     plan = isoplan.make_plan(files=[{"src": str(rich_tree), "dest": "/"}], source_date_epoch=77)
-    workdir, staging = writer._staged(plan, default_run, "xorriso", str(tmp_path))  # pylint: disable=protected-access
-    out = str(tmp_path / "undated.iso")
-    subprocess.run(xorriso.xorriso_command(plan, out, staging), check=True, env=tool_env(77),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    shutil.rmtree(workdir)
+    out = undated_image(plan, str(tmp_path / "undated.iso"), str(tmp_path))
     with open(out, "rb") as f:
         start = stamp.ImageStart(lambda: f.read(4096))
         records, areas = stamp.stamp_dates(start, 77)
@@ -118,11 +123,7 @@ def test_follower_stamps_a_file_written_in_pieces(rich_tree, tmp_path):
     it stamps what it needs once it is there and hashes the stamped bytes."""
     plan = isoplan.make_plan(files=[{"src": str(rich_tree), "dest": "/"}], source_date_epoch=123456)
     expected = xorriso_dated(plan, str(tmp_path / "oracle.iso"), str(tmp_path))
-    workdir, staging = writer._staged(plan, default_run, "xorriso", str(tmp_path))  # pylint: disable=protected-access
-    undated = str(tmp_path / "undated.iso")
-    subprocess.run(xorriso.xorriso_command(plan, undated, staging), check=True, env=tool_env(123456),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    shutil.rmtree(workdir)
+    undated = undated_image(plan, str(tmp_path / "undated.iso"), str(tmp_path))
     with open(undated, "rb") as f:
         data = f.read()
     target = tmp_path / "growing.iso"
