@@ -30,7 +30,7 @@ __metaclass__ = type
 import struct
 import time
 
-from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import IsoError
+from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import IsoError, timestring
 
 SECTOR = 2048
 FIRST_DESCRIPTOR = 16
@@ -53,9 +53,9 @@ def record_date(epoch):
 
 
 def long_date(epoch):
-    """The 17-byte ISO 9660 date (digits YYYYMMDDhhmmsscc, GMT offset 0) of ``epoch``."""
-    tm = time.gmtime(epoch)
-    return ("%04d%02d%02d%02d%02d%02d00" % tm[:6]).encode("ascii") + b"\x00"
+    """The 17-byte ISO 9660 date (the volume date digits of :func:`.names.timestring`, GMT
+    offset 0) of ``epoch``."""
+    return timestring(epoch).encode("ascii") + b"\x00"
 
 
 class ImageStart(object):
