@@ -13,7 +13,7 @@ Private to vmhost.virt: other collections must not import this module.
 
 With ``source_date_epoch`` the result is byte-reproducible: e2fsprogs' fake
 time (``E2FSPROGS_FAKE_TIME``), a fixed directory hash seed and UUID, inode
-times clamped with ``debugfs``; FAT gets its serial from the UUID, its
+times clamped in one pass over the inode tables (:mod:`.ext_times`); FAT gets its serial from the UUID, its
 timestamps from ``SOURCE_DATE_EPOCH`` and its files in sorted order.
 
 Every function takes ``runner`` (see :mod:`qemu_img`) so tests can inject
@@ -33,6 +33,7 @@ import uuid as uuidlib
 
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
 from ansible_collections.vmhost.virt.plugins.module_utils._tools import FAT_EPOCH
+from ansible_collections.vmhost.virt.plugins.module_utils.ext_times import ExtTimesError, clamp_inode_times
 
 from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     ImageError,
@@ -204,68 +205,6 @@ def ext_argv(image_path, size, tree=None, label=None, uuid=None,
     return argv
 
 
-def _debugfs_quote(path):
-    if "\n" in path or "\r" in path:
-        raise ImageError("file name %r contains a newline; reproducible ext builds cannot "
-                         "clamp its time" % path)
-    return '"' + path.replace('"', '""') + '"'
-
-
-NCHECK_CHUNK = 1000   # inode numbers a debugfs command line holds (it reads lines of 8 KiB)
-
-
-def ncheck_commands(last):
-    """debugfs ``ncheck`` lines asking the names of inodes 2 to ``last`` (pure)."""
-    numbers = [str(n) for n in range(2, last + 1)]
-    return ["ncheck " + " ".join(numbers[i:i + NCHECK_CHUNK])
-            for i in range(0, len(numbers), NCHECK_CHUNK)]
-
-
-def parse_ncheck(text):
-    """``{"/path": inode}`` from debugfs ``ncheck`` output (``INODE<TAB>PATH`` lines; debugfs
-    writes the children of / as ``//name``)."""
-    found = {}
-    for line in text.splitlines():
-        number, tab, path = line.partition("\t")
-        if tab and number.isdigit():
-            found["/" + path.lstrip("/")] = int(number)
-    return found
-
-
-def tree_entries(tree):
-    """``[("/rel/path", mtime)]`` of everything below ``tree``, in sorted walk order."""
-    entries = []
-    for root, dirs, files in os.walk(tree):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            full = os.path.join(root, name)
-            rel = "/" + os.path.relpath(full, tree).replace(os.sep, "/")
-            entries.append((rel, int(os.lstat(full).st_mtime)))
-    return entries
-
-
-def clamp_commands(entries, epoch, inodes=None):
-    """debugfs commands setting every inode copied from the tree to reproducible times:
-    atime/ctime/crtime = ``epoch``, mtime = min(mtime, ``epoch``) (pure).
-
-    ``entries`` come from :func:`tree_entries`; an entry whose inode number ``inodes`` (from
-    :func:`parse_ncheck`) knows is addressed as ``<INODE>``, which spares debugfs a path
-    lookup from the root for every command (ten times less CPU on a tree of 10 000 files);
-    any other by its quoted name."""
-    cmds = []
-    epoch = int(epoch)
-    inodes = inodes or {}
-    for rel, mtime in entries:
-        target = "<%d>" % inodes[rel] if rel in inodes else _debugfs_quote(rel)
-        for field in ("atime", "ctime", "crtime"):
-            cmds.append("sif %s %s %d" % (target, field, epoch))
-        if mtime > epoch:
-            cmds.append("sif %s mtime %d" % (target, epoch))
-    for field in ("atime", "ctime", "crtime", "mtime"):
-        cmds.append("sif <2> %s %d" % (field, epoch))
-    return cmds
-
-
 def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_epoch=None,
               fs="ext4", runner=None, offset=0):
     """Build an ext4 (or ``fs``: ext2/ext3) file system of ``size`` bytes in the
@@ -275,8 +214,9 @@ def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_ep
     With ``source_date_epoch`` (int seconds) the file is byte-reproducible:
     superblock and new-inode times come from ``E2FSPROGS_FAKE_TIME``, the
     directory hash seed from the UUID (a UUID is then required), inode tables
-    are written eagerly, and the times of the copied inodes are clamped with
-    ``debugfs`` (atime/ctime/crtime = epoch, mtime = min(mtime, epoch)).
+    are written eagerly, and the inode times are clamped in one pass over the
+    inode tables (:func:`.ext_times.clamp_inode_times`: atime/ctime/crtime =
+    epoch, mtime = min(mtime, epoch)).
     With ``offset`` the file system is written at that byte offset of an
     existing image (a partition), which must be large enough.
     Returns a dict: ``size``, ``uuid``, ``label``, ``fs``.
@@ -303,7 +243,10 @@ def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_ep
                              % (tree, size, fs, message))
         raise
     if source_date_epoch is not None and tree is not None:
-        clamp_times(image_path, tree, source_date_epoch, runner, offset)
+        try:
+            clamp_inode_times(image_path, source_date_epoch, offset)
+        except (ExtTimesError, OSError) as exc:
+            raise ImageError("cannot set reproducible inode times in %s: %s" % (image_path, exc))
     return {"fs": fs, "size": size, "label": label,
             "uuid": normalize_uuid(uuid) if uuid else read_ext_uuid(image_path, runner, offset)}
 
@@ -322,20 +265,6 @@ def debugfs_script(image_path, commands, runner=None, offset=0, epoch=None, writ
         return run(argv, runner, env)
     finally:
         os.unlink(cmd_file)
-
-
-def clamp_times(image_path, tree, epoch, runner=None, offset=0):
-    """Clamp the inode times of an ext image populated from ``tree``: one read-only debugfs
-    pass maps inode numbers to names (``mkfs -d`` numbers the tree's inodes from 12 on), one
-    writing pass sets the times by inode number."""
-    entries = tree_entries(tree)
-    names = debugfs_script(image_path, ncheck_commands(12 + len(entries)), runner, offset,
-                           epoch, write=False)
-    out = debugfs_script(image_path, clamp_commands(entries, epoch, parse_ncheck(names)),
-                         runner, offset, epoch)
-    bad = [line for line in out.splitlines() if "sif:" in line or ": File not found" in line]
-    if bad:
-        raise ImageError("debugfs could not clamp times: %s" % "; ".join(bad[:5]))
 
 
 def read_ext_uuid(image_path, runner=None, offset=0):
