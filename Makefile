@@ -145,8 +145,8 @@ docs: deps venv collection
 	$(PY) scripts/gen_test_table.py
 	bash scripts/build_docs.sh
 
-# Every benchmark, or those named: make bench BENCHES="benchmarks/images.py benchmarks/iso.py"
-BENCHES ?= $(sort $(wildcard benchmarks/*.py))
+# Every benchmark (benchmarks/_*.py are their helpers), or those named: make bench BENCHES="benchmarks/images.py benchmarks/iso.py"
+BENCHES ?= $(sort $(filter-out benchmarks/_%,$(wildcard benchmarks/*.py)))
 bench: venv collection fixtures
 	for b in $(BENCHES); do echo "== $$b"; $(PY) $$b; done
 

@@ -21,7 +21,6 @@ the rows of issue 13's table with their goal met or missed.
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -29,8 +28,8 @@ import sys
 import tempfile
 import time
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLL = os.path.join(TOP, ".tmp", "collections")
+from _module import TOP, ModuleRun
+
 SIZE = 2 << 30
 ESP = 64 << 20
 EPOCH = 1700000000
@@ -56,17 +55,10 @@ def ours(work, tree, esp, epoch=None):
                 {"size": "rest", "fs": "ext4", "label": "root", "contents": tree}]}
     if epoch is not None:
         args["source_date_epoch"] = epoch
-    args_file = os.path.join(work, "args.json")
-    with open(args_file, "w") as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    run = ModuleRun("partition_table", args, work)
     start = time.time()
-    proc = subprocess.run(
-        [sys.executable, "-m", "ansible_collections.vmhost.virt.plugins.modules.partition_table",
-         args_file], stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=COLL), check=False)
+    run()
     elapsed = time.time() - start
-    result = json.loads(proc.stdout)
-    if result.get("failed"):
-        raise SystemExit("partition_table failed: %s" % result["msg"])
     drop(disk)
     return elapsed
 
