@@ -2,7 +2,8 @@
 # Copyright (c) 2026, vmhost.virt contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""SHA-256 of a source file's bytes, for the ``checksum_sources`` option of the image modules.
+"""What the image modules' plan digests stamp: the SHA-256 of a source file's bytes (the
+``checksum_sources`` option) and the size and mtime of the tools an image is built with.
 
 Private to vmhost.virt: other collections must not import this module.
 
@@ -64,3 +65,14 @@ def file_sha256(path, ident, error, origin=None):
         return digest.hexdigest()
     finally:
         os.close(fd)
+
+
+def tool_stamp(path):
+    """``[path, size, mtime in ns]`` of a tool (a program or data file an image is built
+    with), or ``[path, None]`` when it cannot be found: in a plan digest, an upgraded tool
+    rebuilds the image."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [path, None]
+    return [path, st.st_size, st.st_mtime_ns]

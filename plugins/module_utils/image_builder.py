@@ -32,7 +32,7 @@ from ansible_collections.vmhost.virt.plugins.module_utils.qemu_img import (
     run,
 )
 from ansible_collections.vmhost.virt.plugins.module_utils import _io
-from ansible_collections.vmhost.virt.plugins.module_utils._checksum import file_sha256
+from ansible_collections.vmhost.virt.plugins.module_utils._checksum import file_sha256, tool_stamp
 from ansible_collections.vmhost.virt.plugins.module_utils import _tools
 from ansible_collections.vmhost.virt.plugins.module_utils._tools import GRUB_EFI_DIR
 from ansible_collections.vmhost.virt.plugins.module_utils import filesystems as fsmod
@@ -118,14 +118,6 @@ def _device_size(path):
     with open(path, "rb") as handle:
         handle.seek(0, 2)
         return handle.tell()
-
-
-def _stamp(path):
-    try:
-        st = os.stat(path)
-        return [path, st.st_size, st.st_mtime_ns]
-    except OSError:
-        return [path, None]
 
 
 def tree_stamps(tree, checksum=False, origin="contents"):
@@ -215,7 +207,7 @@ class PartitionTable(_io.FileBackend):
         request = dict((key, self.params.get(key)) for key in (
             "label", "size", "disk_guid", "partitions", "bootloader", "kernel_cmdline"))
         # the request, not the layout: without source_date_epoch unset UUIDs are random
-        head = [DIGEST_VERSION, request, self.epoch, [_stamp(t) for t in tools]]
+        head = [DIGEST_VERSION, request, self.epoch, [tool_stamp(t) for t in tools]]
         if checksum:
             head.append({"checksum_sources": True})
         digest.update(json.dumps(head, sort_keys=True, default=str).encode("utf-8", "surrogateescape"))

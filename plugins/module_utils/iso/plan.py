@@ -15,7 +15,7 @@ import json
 import os
 import stat
 
-from ansible_collections.vmhost.virt.plugins.module_utils._checksum import file_sha256
+from ansible_collections.vmhost.virt.plugins.module_utils._checksum import file_sha256, tool_stamp
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.cidata import cidata_content
 from ansible_collections.vmhost.virt.plugins.module_utils.iso.names import (
     IsoError, MAX_ISO_DEPTH, MAX_JOLIET_LONG, name_key, name_problem, normalize_volume_id,
@@ -86,12 +86,7 @@ class Plan(object):
         if checksum_sources:
             head.append({"checksum_sources": True})
         followed = set(src for src, _dest in self.grafts)   # a link named as a src is followed
-        for tool in tools:
-            try:
-                st = os.stat(tool)
-                head.append([tool, st.st_size, st.st_mtime_ns])
-            except OSError:
-                head.append([tool, None])
+        head += [tool_stamp(tool) for tool in tools]
         digest.update(json.dumps(head, sort_keys=True).encode("utf-8", "surrogateescape"))
         for key in sorted(self.entries):
             e = self.entries[key]
