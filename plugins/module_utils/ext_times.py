@@ -53,7 +53,7 @@ RO_COMPAT_GDT_CSUM = 0x10
 RO_COMPAT_METADATA_CSUM = 0x400
 BG_INODE_UNINIT = 0x1
 
-# (seconds field, extra field or None): offsets in the inode
+# (seconds field, extra field): offsets in the inode
 ATIME = (0x08, 0x8C)
 CTIME = (0x0C, 0x84)
 MTIME = (0x10, 0x88)
@@ -86,7 +86,7 @@ def _delta_tables(inode_size):
     wanted = set()
     for seconds, extra in (ATIME, CTIME, MTIME, CRTIME):
         for field in (seconds, extra):
-            if field is not None and field + 4 <= inode_size:
+            if field + 4 <= inode_size:
                 wanted.update(range(field, field + 4))
     table = _CRC_TABLE
     tables = {}
@@ -158,7 +158,7 @@ class _Layout(object):
                 self.csum_seed = crc32c(sb[0x68:0x78])
 
     def groups_used(self, table):
-        """[(group, first inode, inodes in use at most, byte offset of its inode table)]."""
+        """[(first inode, inodes in use at most, byte offset of its inode table)] per group."""
         out = []
         for group in range(self.groups):
             desc = table[group * self.desc_size:(group + 1) * self.desc_size]
@@ -177,16 +177,21 @@ class _Layout(object):
                 raise ExtTimesError("group %d names inode table block %d, outside the file system"
                                     % (group, itable))
             if count:
-                out.append((group, group * self.inodes_per_group + 1, count, itable * self.block_size))
+                out.append((group * self.inodes_per_group + 1, count, itable * self.block_size))
         return out
 
 
+def _extra_end(buf, base, inode_size):
+    """Where the fields of the inode at ``buf[base:]`` end: 128 plus its ``i_extra_isize``."""
+    if inode_size <= GOOD_OLD_INODE_SIZE:
+        return GOOD_OLD_INODE_SIZE
+    return GOOD_OLD_INODE_SIZE + struct.unpack_from("<H", buf, base + EXTRA_ISIZE)[0]
+
+
 def _clamp_one(buf, base, inode_size, epoch, all_fields, deltas):
-    """Set the times of the inode at ``buf[base:base + inode_size]``; the CRC change, or None
-    when nothing changed."""
-    extra_end = GOOD_OLD_INODE_SIZE
-    if inode_size > GOOD_OLD_INODE_SIZE:
-        extra_end += struct.unpack_from("<H", buf, base + EXTRA_ISIZE)[0]
+    """Set the times of the inode at ``buf[base:base + inode_size]`` and, with ``deltas``
+    (``metadata_csum``), its checksum; whether anything changed."""
+    extra_end = _extra_end(buf, base, inode_size)
     fields = [ATIME, CTIME, MTIME, CRTIME] if all_fields else [ATIME, CTIME, CRTIME]
     if not all_fields:
         low = struct.unpack_from("<I", buf, base + MTIME[0])[0]
@@ -197,12 +202,10 @@ def _clamp_one(buf, base, inode_size, epoch, all_fields, deltas):
     delta = 0
     changed = False
     for seconds, extra in fields:
-        writes = []
-        if seconds + 4 <= extra_end:
-            writes.append((seconds, low_new))
-        elif seconds >= GOOD_OLD_INODE_SIZE:
+        if seconds + 4 > extra_end:
             continue        # crtime: no room in this inode
-        if extra is not None and extra + 4 <= extra_end:
+        writes = [(seconds, low_new)]
+        if extra + 4 <= extra_end:
             writes.append((extra, extra_bits))   # the epoch bits; nanoseconds 0
         for offset, value in writes:
             old = buf[base + offset:base + offset + 4]
@@ -216,7 +219,14 @@ def _clamp_one(buf, base, inode_size, epoch, all_fields, deltas):
                     if diff:
                         delta ^= deltas[offset + i][diff]
             buf[base + offset:base + offset + 4] = new
-    return delta if changed else None
+    if changed and deltas is not None:
+        # the stored checksum is the CRC's low 16 bits, and its high 16 where the inode has room
+        stored = struct.unpack_from("<H", buf, base + CSUM_LO)[0]
+        if extra_end >= CSUM_HI + 2:
+            stored |= struct.unpack_from("<H", buf, base + CSUM_HI)[0] << 16
+            struct.pack_into("<H", buf, base + CSUM_HI, (stored ^ delta) >> 16)
+        struct.pack_into("<H", buf, base + CSUM_LO, (stored ^ delta) & 0xFFFF)
+    return changed
 
 
 def clamp_inode_times(path, epoch, offset=0):
@@ -235,9 +245,8 @@ def clamp_inode_times(path, epoch, offset=0):
             raise ExtTimesError("the group descriptor table is cut short")
         size = layout.inode_size
         deltas = _delta_tables(size) if layout.csum else None
-        has_hi = size > GOOD_OLD_INODE_SIZE
         changed = 0
-        for _group, first, count, where in layout.groups_used(table):
+        for first, count, where in layout.groups_used(table):
             buf = bytearray(os.pread(fd, count * size, offset + where))
             if len(buf) < count * size:
                 raise ExtTimesError("an inode table is cut short")
@@ -249,22 +258,9 @@ def clamp_inode_times(path, epoch, offset=0):
                 base = index * size
                 if not struct.unpack_from("<H", buf, base)[0]:      # i_mode 0: not in use
                     continue
-                delta = _clamp_one(buf, base, size, epoch, ino == ROOT_INO, deltas)
-                if delta is None:
-                    continue
-                changed += 1
-                dirty = True
-                if deltas is not None:
-                    old = struct.unpack_from("<H", buf, base + CSUM_LO)[0]
-                    extra_end = GOOD_OLD_INODE_SIZE + (struct.unpack_from("<H", buf, base + EXTRA_ISIZE)[0]
-                                                       if has_hi else 0)
-                    if extra_end >= CSUM_HI + 2:
-                        old |= struct.unpack_from("<H", buf, base + CSUM_HI)[0] << 16
-                        new = old ^ delta
-                        struct.pack_into("<H", buf, base + CSUM_HI, new >> 16)
-                    else:
-                        new = old ^ (delta & 0xFFFF)
-                    struct.pack_into("<H", buf, base + CSUM_LO, new & 0xFFFF)
+                if _clamp_one(buf, base, size, epoch, ino == ROOT_INO, deltas):
+                    changed += 1
+                    dirty = True
             if dirty:
                 os.pwrite(fd, bytes(buf), offset + where)
         return changed
@@ -278,8 +274,7 @@ def inode_checksum(inode, ino, seed):
     data = bytearray(inode)
     gen = bytes(data[0x64:0x68])
     data[CSUM_LO:CSUM_LO + 2] = b"\0\0"
-    if len(data) > GOOD_OLD_INODE_SIZE and GOOD_OLD_INODE_SIZE + struct.unpack_from("<H", data, EXTRA_ISIZE)[0] \
-            >= CSUM_HI + 2:
+    if _extra_end(data, 0, len(data)) >= CSUM_HI + 2:
         data[CSUM_HI:CSUM_HI + 2] = b"\0\0"
     crc = crc32c(struct.pack("<I", ino), seed)
     crc = crc32c(gen, crc)

@@ -251,9 +251,9 @@ def make_ext4(image_path, size, tree=None, label=None, uuid=None, source_date_ep
             "uuid": normalize_uuid(uuid) if uuid else read_ext_uuid(image_path, runner, offset)}
 
 
-def debugfs_script(image_path, commands, runner=None, offset=0, epoch=None, write=True):
-    """Run ``debugfs`` (``-w`` unless ``write`` is false) with ``commands`` (a list of
-    lines) on the ext file system at ``offset``; returns its output."""
+def debugfs_script(image_path, commands, runner=None, offset=0, epoch=None):
+    """Run ``debugfs -w`` with ``commands`` (a list of lines) on the ext file system at
+    ``offset``; returns its output."""
     fd, cmd_file = tempfile.mkstemp(suffix=".debugfs")
     try:
         _io.write_all(fd, ("\n".join(commands) + "\n").encode("utf-8", "surrogateescape"))
@@ -261,7 +261,7 @@ def debugfs_script(image_path, commands, runner=None, offset=0, epoch=None, writ
         os.close(fd)
     env = {"E2FSPROGS_FAKE_TIME": str(int(epoch))} if epoch is not None else None
     try:
-        argv = ["debugfs"] + (["-w"] if write else []) + ["-f", cmd_file, ext_device(image_path, offset)]
+        argv = ["debugfs", "-w", "-f", cmd_file, ext_device(image_path, offset)]
         return run(argv, runner, env)
     finally:
         os.unlink(cmd_file)

@@ -105,7 +105,7 @@ def inodes(image):
     layout = ext_times._Layout(data[1024:2048])
     table = data[(layout.first_data_block + 1) * layout.block_size:]
     found = []
-    for _group, first, count, where in layout.groups_used(table):
+    for first, count, where in layout.groups_used(table):
         for index in range(count):
             raw = data[where + index * layout.inode_size:where + (index + 1) * layout.inode_size]
             if struct.unpack_from("<H", raw, 0)[0]:
