@@ -8,6 +8,9 @@ symbolic link every 13 files (a docs tree or a root file system). Timed, interle
 --rounds (default 5: on this 2-core machine one best of 3 moved the 1 GiB row by 0.15x):
 
   reference    xorriso -as mkisofs -R -J -o OUT TREE
+  durable      the same, then fsync(OUT): the image on the disk, as the module leaves it (the
+               module fsyncs before its rename; bare xorriso leaves the data in the page cache).
+               Printed beside the goal's ratio, as benchmarks/images.py prints floor + fsync
   library      module_utils.iso (plan, writer): plan (walk + validate) and build (reproducible)
   module       the iso9660 module writing a new image, run as Ansible runs it on the managed
                host (one process given its arguments: benchmarks/_module.py), as images.py
@@ -142,6 +145,14 @@ def race_tree(work, tag, tree, rounds, pycdlib=False):
         subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-o", ref_out, tree],
                        check=True, stderr=subprocess.DEVNULL)
 
+    def durable():
+        reference()
+        fd = os.open(ref_out, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def library():
         plan = isoplan.make_plan(files=[{"src": tree, "dest": "/"}], volume_id="bench")
         writer.build_file(plan, ours_out)
@@ -160,6 +171,7 @@ def race_tree(work, tag, tree, rounds, pycdlib=False):
     contenders = [
         ("ping", ansible(ping), None),
         ("reference", reference, rm(ref_out)),
+        ("durable", durable, rm(ref_out)),
         ("library", library, rm(ours_out)),
         ("module", module, rm(mod_out)),
         ("module-again", module, None),
@@ -168,6 +180,9 @@ def race_tree(work, tag, tree, rounds, pycdlib=False):
     if pycdlib:
         pyc_out = os.path.join(work, tag + "-pycdlib.iso")
         contenders.append(("pycdlib", lambda: pycdlib_build(tree, pyc_out), rm(pyc_out)))
+    # warm the page cache first, as images.py does: every contender then reads the tree from memory
+    rm(ref_out)()
+    reference()
     best = race(contenders, rounds)
     assert module()["changed"] is False, "second run reported a change"
     same = writer.sha256_file(ours_out) == writer.sha256_file(mod_out)
@@ -175,6 +190,7 @@ def race_tree(work, tag, tree, rounds, pycdlib=False):
     print("%s: image %.0f MiB; library and module images identical: %s" % (tag, size / 2 ** 20, same))
     ref_wall, ref_cpu = best["reference"]
     labels = [("ping", "ansible localhost -m ping (overhead)"), ("reference", "xorriso -as mkisofs -R -J"),
+              ("durable", "xorriso, then fsync of the image"),
               ("library", "library (plan + reproducible build)"),
               ("module", "module, new image"), ("module-again", "module, unchanged (idempotent)"),
               ("module-adhoc", "ansible localhost -m iso9660, new image"),
@@ -190,14 +206,23 @@ def race_tree(work, tag, tree, rounds, pycdlib=False):
     return best
 
 
+def tree_rows(label, best, unchanged_label="same, unchanged"):
+    """Issue 13's two rows of one tree: (label, ours, xorriso, goal, xorriso + fsync or None)."""
+    ref, durable = best["reference"][0], best["durable"][0]
+    return [(label, best["module"][0], ref, 1.3, durable),
+            (unchanged_label, best["module-again"][0], ref, 0.5, None)]
+
+
 def issue_rows(rows):
-    """The table of issue 13: each row beside its reference, with its goal met or missed."""
-    print("\n| benchmark | ours | reference | ratio | goal | |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for label, ours, ref, goal in rows:
+    """The table of issue 13: each row beside its reference, with its goal met or missed (judged
+    against bare xorriso, as the issue sets it); a new image's ratio to xorriso + fsync beside it."""
+    print("\n| benchmark | ours | reference | ratio | goal | | xorriso + fsync (ratio) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for label, ours, ref, goal, durable in rows:
         ratio = ours / ref
-        print("| %s | %.2f s | xorriso %.2f s | %.2fx | <= %.1fx | %s |"
-              % (label, ours, ref, ratio, goal, "met" if ratio <= goal else "missed"))
+        print("| %s | %.2f s | xorriso %.2f s | %.2fx | <= %.1fx | %s | %s |"
+              % (label, ours, ref, ratio, goal, "met" if ratio <= goal else "missed",
+                 "%.2f s (%.2fx)" % (durable, ours / durable) if durable else ""))
 
 
 def main():
@@ -237,17 +262,14 @@ def main():
             files, links, size = count_tree(tree)
             print("real tree %s: %d files, %d symbolic links, %.0f MB" % (tree, files, links, size / 1e6))
             best = race_tree(work, "real%d" % n, tree, args.rounds)
-            real += [("ISO of %s (%d files, %d symlinks, %.0f MB), new" % (tree, files, links, size / 1e6),
-                      best["module"][0], best["reference"][0], 1.3),
-                     ("same, unchanged", best["module-again"][0], best["reference"][0], 0.5)]
-        issue_rows([
-            ("ISO of a %.0f MiB tree (%d small files + 4 large), new" % (args.size / 2 ** 20, nfiles),
-             first["module"][0], first["reference"][0], 1.3),
-            ("same ISO, unchanged (idempotent run)", first["module-again"][0], first["reference"][0], 0.5),
-            ("ISO of a %.0f MB tree of %d small files, %d symlinks, new" % (args.links_size / 1e6, nsmall, nlinks),
-             second["module"][0], second["reference"][0], 1.3),
-            ("same, unchanged", second["module-again"][0], second["reference"][0], 0.5),
-        ] + real)
+            real += tree_rows("ISO of %s (%d files, %d symlinks, %.0f MB), new" % (tree, files, links, size / 1e6),
+                              best)
+        issue_rows(
+            tree_rows("ISO of a %.0f MiB tree (%d small files + 4 large), new" % (args.size / 2 ** 20, nfiles),
+                      first, "same ISO, unchanged (idempotent run)")
+            + tree_rows("ISO of a %.0f MB tree of %d small files, %d symlinks, new"
+                        % (args.links_size / 1e6, nsmall, nlinks), second)
+            + real)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
